@@ -1,0 +1,109 @@
+"""Letterbox, colour order, normalisation, layout and int8 quantisation, written into a given tensor.
+
+A ``LetterboxPreprocessor`` is built once per (model input, camera) and keeps its scratch
+buffers, so the per-frame path allocates no tensor-sized arrays: it resizes into a cached
+buffer, copies into a padded canvas, then normalises straight into the caller's slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from edge.types import Letterbox, TensorSpec
+
+ColorOrder = Literal["rgb", "bgr"]
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """What the model expects, from its manifest: size, colour order and ``(x - mean) / std``."""
+
+    width: int
+    height: int
+    color: ColorOrder = "rgb"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (255.0, 255.0, 255.0)
+    pad_value: int = 114
+
+
+class LetterboxPreprocessor:
+    """Fits BGR uint8 frames into one model input tensor."""
+
+    def __init__(self, fmt: InputFormat, spec: TensorSpec) -> None:
+        if spec.layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"input {spec.name!r}: layout {spec.layout} is not an image layout")
+        self.fmt = fmt
+        self.spec = spec
+        self._canvas = np.full((fmt.height, fmt.width, 3), fmt.pad_value, dtype=np.uint8)
+        self._resized: np.ndarray | None = None
+        self._geometry: tuple[int, int, int, int, int, int] | None = None
+        self._mean = np.asarray(fmt.mean, dtype=np.float32)
+        self._inv_std = (1.0 / np.asarray(fmt.std, dtype=np.float32)).astype(np.float32)
+        self._float_scratch: np.ndarray | None = None
+        self._raw_uint8 = spec.dtype == np.uint8 and spec.quant is None
+        if spec.is_quantized:
+            self._float_scratch = np.empty((fmt.height, fmt.width, 3), dtype=np.float32)
+        elif not self._raw_uint8 and not np.issubdtype(spec.dtype, np.floating):
+            raise ValueError(
+                f"input {spec.name!r}: dtype {spec.dtype} without quantisation parameters "
+                "cannot take a normalised image"
+            )
+
+    def new_tensor(self) -> np.ndarray:
+        """A zeroed tensor of the input's shape with batch 1, for one slot."""
+        h, w = self.fmt.height, self.fmt.width
+        shape = (1, 3, h, w) if self.spec.layout == "NCHW" else (1, h, w, 3)
+        return np.zeros(shape, dtype=self.spec.dtype)
+
+    def _hwc_view(self, out: np.ndarray) -> np.ndarray:
+        img: np.ndarray = out[0]
+        return img.transpose(1, 2, 0) if self.spec.layout == "NCHW" else img
+
+    def __call__(self, frame_bgr: np.ndarray, out: np.ndarray) -> Letterbox:
+        """Write ``frame_bgr`` (H, W, 3) uint8 into ``out`` (batch 1) and return its letterbox."""
+        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
+            raise ValueError(
+                f"expected an (H, W, 3) uint8 BGR frame, got {frame_bgr.shape} {frame_bgr.dtype}"
+            )
+        fh, fw = frame_bgr.shape[:2]
+        box = Letterbox.fit((fw, fh), (self.fmt.width, self.fmt.height))
+        new_w, new_h = round(fw * box.scale), round(fh * box.scale)
+        px, py = int(box.pad_x), int(box.pad_y)
+        geometry = (fw, fh, new_w, new_h, px, py)
+        if geometry != self._geometry:
+            self._canvas[:] = self.fmt.pad_value
+            self._resized = np.empty((new_h, new_w, 3), dtype=np.uint8)
+            self._geometry = geometry
+        assert self._resized is not None
+        if (new_w, new_h) == (fw, fh):
+            np.copyto(self._resized, frame_bgr)
+        else:
+            interp = cv2.INTER_AREA if box.scale < 1 else cv2.INTER_LINEAR
+            cv2.resize(frame_bgr, (new_w, new_h), dst=self._resized, interpolation=interp)
+        roi = self._canvas[py : py + new_h, px : px + new_w]
+        if self.fmt.color == "rgb":
+            cv2.cvtColor(self._resized, cv2.COLOR_BGR2RGB, dst=self._resized)
+        np.copyto(roi, self._resized)
+
+        dst = self._hwc_view(out)
+        if self._raw_uint8:
+            np.copyto(dst, self._canvas)
+        elif self._float_scratch is not None:
+            scratch = self._float_scratch
+            np.subtract(self._canvas, self._mean, out=scratch)
+            np.multiply(scratch, self._inv_std, out=scratch)
+            assert self.spec.quant is not None
+            info = np.iinfo(self.spec.dtype)  # type: ignore[type-var]
+            np.divide(scratch, np.float32(self.spec.quant.scale), out=scratch)
+            np.rint(scratch, out=scratch)
+            np.add(scratch, np.float32(self.spec.quant.zero_point), out=scratch)
+            np.clip(scratch, info.min, info.max, out=scratch)
+            np.copyto(dst, scratch, casting="unsafe")
+        else:
+            np.subtract(self._canvas, self._mean, out=dst, casting="unsafe")
+            np.multiply(dst, self._inv_std, out=dst, casting="unsafe")
+        return box

@@ -1,0 +1,104 @@
+"""``edge`` command line: probe, infer, check-config, schema, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge import __version__
+from edge.errors import ConfigError, EdgeError
+
+log = logging.getLogger("edge")
+
+
+def _add_runner_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--runner", default="auto", choices=["auto", "onnxruntime", "openvino", "litert", "tensorrt"]
+    )
+    p.add_argument("--device", default="CPU", help="OpenVINO device (CPU, GPU, NPU, AUTO)")
+    p.add_argument("--precision", choices=["f32", "f16", "bf16"], help="OpenVINO inference precision hint")
+    p.add_argument("--threads", type=int, help="inference threads")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge", description="Offline-first inference for cameras.")
+    parser.add_argument("--version", action="version", version=f"edge {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("probe", help="show hardware, backends, and which runner a model would use")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--model", help="model package name, folder or export file")
+    p.add_argument("--runner", default="auto")
+
+    p = sub.add_parser("infer", help="run a model on images and print detections")
+    p.add_argument("--model", required=True)
+    _add_runner_options(p)
+    p.add_argument("--score", type=float, help="score threshold (default: the model's)")
+    p.add_argument("--json", action="store_true", help="one JSON object per detection")
+    p.add_argument("--save-annotated", type=Path, metavar="DIR", help="write annotated JPEGs here")
+    p.add_argument("images", nargs="+", type=Path)
+
+    p = sub.add_parser("check-config", help="validate a config file (exit 2 when invalid)")
+    p.add_argument("config", type=Path)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--skip-models", action="store_true", help="do not resolve and verify model files")
+
+    sub.add_parser("schema", help="print the config's JSON schema")
+
+    p = sub.add_parser("models", help="fetch or list model packages")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    f = msub.add_parser("fetch", help="download the pinned real models (BlazeFace, BlazePose, PP-OCR)")
+    f.add_argument("--dest", type=Path, help="models folder (default: the checkout's models/ or ./models)")
+    f.add_argument(
+        "--cache", type=Path, help="wheel cache (default: ~/.cache/edge/wheels or $EDGE_CACHE_DIR)"
+    )
+    f.add_argument("packages", nargs="*")
+    ls = msub.add_parser("list", help="list model packages found and whether their files verify")
+    ls.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        if args.command == "probe":
+            from edge.commands.probe import cmd_probe
+
+            return cmd_probe(args.model, args.runner, args.json)
+        if args.command == "infer":
+            from edge.commands.infer import cmd_infer
+
+            return cmd_infer(args)
+        if args.command == "check-config":
+            from edge.commands.check import cmd_check_config
+
+            return cmd_check_config(args.config, args.overrides, check_models=not args.skip_models)
+        if args.command == "schema":
+            from edge.config.schema import EdgeConfig
+
+            print(json.dumps(EdgeConfig.model_json_schema(), indent=2))
+            return 0
+        if args.command == "models":
+            from edge.commands.models import cmd_models_fetch, cmd_models_list
+
+            if args.models_command == "fetch":
+                return cmd_models_fetch(args.dest, args.cache, args.packages)
+            return cmd_models_list(args.json)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return exc.exit_code
+    except EdgeError as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")

@@ -1,0 +1,1 @@
+"""One module per ``edge`` subcommand; each imports its heavy dependencies itself."""

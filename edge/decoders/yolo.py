@@ -1,0 +1,95 @@
+"""YOLO heads: v5 (objectness), v8/v11 (``[1, 4+nc(+kpts), N]``), v10 and end-to-end (``[1, N, 6]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edge.decoders.base import DecodeContext, DecodeParams, cxcywh_to_xyxy, to_frame
+from edge.decoders.nms import nms
+from edge.errors import ModelError
+from edge.types import Detections
+
+
+def _rows(out: np.ndarray, channels: int, what: str) -> np.ndarray:
+    """(1, C, N) or (1, N, C) -> (N, C)."""
+    x: np.ndarray = out[0] if out.ndim == 3 else out
+    if x.ndim != 2:
+        raise ModelError(f"{what}: expected a 3-D output, got shape {out.shape}")
+    if x.shape[1] == channels:
+        return x
+    if x.shape[0] == channels:
+        transposed: np.ndarray = x.T
+        return transposed
+    raise ModelError(f"{what}: output shape {out.shape} has no axis of {channels} channels")
+
+
+class YoloV8Decoder:
+    """Anchor-free head: boxes (cx, cy, w, h) in input pixels, per-class scores, optional keypoints."""
+
+    def __init__(
+        self, num_classes: int, params: DecodeParams, kpt_shape: Sequence[int] | None = None
+    ) -> None:
+        self.nc = num_classes
+        self.params = params
+        self.kpt = (int(kpt_shape[0]), int(kpt_shape[1])) if kpt_shape else None
+        self.num_keypoints = self.kpt[0] if self.kpt else 0
+        self.channels = 4 + num_classes + (self.kpt[0] * self.kpt[1] if self.kpt else 0)
+
+    def __call__(self, outputs: Sequence[np.ndarray], ctx: DecodeContext) -> Detections:
+        x = _rows(outputs[0], self.channels, f"yolov8 decoder ({self.nc} classes)")
+        cls_scores = x[:, 4 : 4 + self.nc]
+        class_id = cls_scores.argmax(axis=1)
+        score = cls_scores[np.arange(len(x)), class_id]
+        keep = score > self.params.score_threshold
+        x, score, class_id = x[keep], score[keep], class_id[keep]
+        xyxy = cxcywh_to_xyxy(x[:, :4])
+        idx = nms(
+            xyxy, score, class_id.astype(np.int32), self.params.iou_threshold, self.params.max_detections
+        )
+        kps = None
+        if self.kpt:
+            k, d = self.kpt
+            kps = x[idx, 4 + self.nc :].reshape(len(idx), k, d)[..., :2]
+        return to_frame(ctx, xyxy[idx], score[idx], class_id[idx], kps)
+
+
+class YoloV5Decoder:
+    """Anchor-based head with objectness: ``[1, N, 5 + nc]``; score = objectness x class prob."""
+
+    num_keypoints = 0
+
+    def __init__(self, num_classes: int, params: DecodeParams) -> None:
+        self.nc = num_classes
+        self.params = params
+
+    def __call__(self, outputs: Sequence[np.ndarray], ctx: DecodeContext) -> Detections:
+        x = _rows(outputs[0], 5 + self.nc, f"yolov5 decoder ({self.nc} classes)")
+        x = x[x[:, 4] > self.params.score_threshold]
+        cls = x[:, 5:] * x[:, 4:5]
+        class_id = cls.argmax(axis=1)
+        score = cls[np.arange(len(x)), class_id]
+        keep = score > self.params.score_threshold
+        x, score, class_id = x[keep], score[keep], class_id[keep]
+        xyxy = cxcywh_to_xyxy(x[:, :4])
+        idx = nms(
+            xyxy, score, class_id.astype(np.int32), self.params.iou_threshold, self.params.max_detections
+        )
+        return to_frame(ctx, xyxy[idx], score[idx], class_id[idx])
+
+
+class YoloV10Decoder:
+    """End-to-end head (YOLOv10, ``nms=True`` exports): ``[1, N, 6]`` = x1, y1, x2, y2, score, class."""
+
+    num_keypoints = 0
+
+    def __init__(self, num_classes: int, params: DecodeParams) -> None:
+        self.nc = num_classes
+        self.params = params
+
+    def __call__(self, outputs: Sequence[np.ndarray], ctx: DecodeContext) -> Detections:
+        x = _rows(outputs[0], 6, "yolov10 decoder")
+        x = x[x[:, 4] > self.params.score_threshold]
+        x = x[np.argsort(-x[:, 4], kind="stable")][: self.params.max_detections]
+        return to_frame(ctx, x[:, :4].astype(np.float32), x[:, 4], x[:, 5].astype(np.int32))

@@ -1,0 +1,119 @@
+"""A model ready to use: package + selected runner + preprocessor format + decoder.
+
+``load_model`` is what ``edge infer``, ``edge bench`` and the pipeline's workers call: it
+resolves the package, verifies the file's sha256, picks the backend, loads and warms the
+runner, and builds the decoder for the runner's actual output tensors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor
+from edge.decoders import DecodeContext, DecodeParams, Decoder, build_decoder, decode_params
+from edge.errors import ModelError
+from edge.models import ModelPackage, file_sha256, resolve_model
+from edge.runners.base import ModelRunner, RunnerOptions, load_runner
+from edge.runners.select import HardwareInfo, Selection, probe_hardware, select_runner
+from edge.types import Detections, TensorSpec
+
+
+@dataclass
+class LoadedModel:
+    """A loaded, warmed model. Not thread-safe: one per inference worker."""
+
+    package: ModelPackage
+    runner: ModelRunner
+    selection: Selection
+    input_spec: TensorSpec
+    input_format: InputFormat
+    decoder: Decoder
+    params: DecodeParams
+    sha256: str
+    load_seconds: float
+    _pre: LetterboxPreprocessor | None = None
+    _tensor: np.ndarray | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.package.labels
+
+    def label(self, class_id: int) -> str:
+        return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
+
+    def preprocessor(self) -> LetterboxPreprocessor:
+        """A new preprocessor (one per camera: it caches buffers for one frame size)."""
+        return LetterboxPreprocessor(self.input_format, self.input_spec)
+
+    def run_tensor(self, tensor: np.ndarray) -> list[np.ndarray]:
+        return self.runner.run({self.input_spec.name: tensor})
+
+    def decode(self, outputs: list[np.ndarray], ctx: DecodeContext) -> Detections:
+        return self.decoder(outputs, ctx)
+
+    def infer(self, frame_bgr: np.ndarray) -> Detections:
+        """Preprocess, run and decode one BGR frame (convenience path for ``edge infer``)."""
+        if self._pre is None:
+            self._pre = self.preprocessor()
+            self._tensor = self._pre.new_tensor()
+        assert self._tensor is not None
+        box = self._pre(frame_bgr, self._tensor)
+        outputs = self.run_tensor(self._tensor)
+        return self.decode(outputs, DecodeContext(box, (frame_bgr.shape[1], frame_bgr.shape[0])))
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def _input_spec(runner: ModelRunner, path: Path) -> TensorSpec:
+    images = [s for s in runner.inputs if s.layout in ("NCHW", "NHWC")]
+    if len(runner.inputs) != 1 or len(images) != 1:
+        shapes = [(s.name, s.shape) for s in runner.inputs]
+        raise ModelError(f"{path}: expected one image input (NCHW or NHWC), got {shapes}")
+    return images[0]
+
+
+def load_model(
+    ref: str | ModelPackage,
+    runner: str = "auto",
+    *,
+    options: RunnerOptions | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    hardware: HardwareInfo | None = None,
+    search_dirs: list[Path] | None = None,
+) -> LoadedModel:
+    """Resolve, verify, select, load and warm a model; errors name the file and the problem."""
+    started = time.perf_counter()
+    package = ref if isinstance(ref, ModelPackage) else resolve_model(ref, search_dirs)
+    selection = select_runner(package, hardware or probe_hardware(), runner)
+    path = package.verified_file(selection.format)
+    loaded = load_runner(selection.backend, path, options)
+    spec = _input_spec(loaded, path)
+    hw = spec.image_hw()
+    if package.input.size is None and hw is None:
+        raise ModelError(f"{path}: the input size is dynamic; set input.size in the model's model.yaml")
+    width, height = package.input.size if package.input.size else (hw[1], hw[0])  # type: ignore[index]
+    fmt = package.input_format(width, height)
+    if hw is not None and (hw[1], hw[0]) != (fmt.width, fmt.height):
+        raise ModelError(
+            f"{path}: the model's input is {hw[1]}x{hw[0]} but the manifest says {fmt.width}x{fmt.height}"
+        )
+    params = decode_params(package, overrides)
+    decoder = build_decoder(package, (fmt.width, fmt.height), loaded.outputs, params)
+    return LoadedModel(
+        package=package,
+        runner=loaded,
+        selection=selection,
+        input_spec=spec,
+        input_format=fmt,
+        decoder=decoder,
+        params=params,
+        sha256=package.sha256.get(selection.format) or file_sha256(path),
+        load_seconds=time.perf_counter() - started,
+    )

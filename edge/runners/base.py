@@ -1,0 +1,172 @@
+"""The ``ModelRunner`` protocol, runner options and the backend registry.
+
+Runners return raw output tensors only (float32, dequantised when the model is quantised);
+decoding is the job of ``edge.decoders`` and is chosen by the model manifest, never here.
+Backends are imported lazily: a missing library raises ``BackendUnavailable`` naming the
+extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from edge.errors import BackendUnavailable
+from edge.types import TensorSpec
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """Backend settings from the config's ``models.<name>`` section.
+
+    ``device``: OpenVINO device (CPU, GPU, NPU, AUTO). ``precision``: OpenVINO
+    ``INFERENCE_PRECISION_HINT`` (f32, f16, bf16), None leaves OpenVINO's default.
+    ``threads``: intra-op threads (ORT), XNNPACK threads (LiteRT), inference threads (OpenVINO).
+    ``providers``: ONNX Runtime execution providers in order, None picks what is installed.
+    """
+
+    device: str = "CPU"
+    precision: str | None = None
+    threads: int | None = None
+    providers: tuple[str, ...] | None = None
+    warmup: bool = True
+
+
+@runtime_checkable
+class ModelRunner(Protocol):
+    """One loaded model on one backend."""
+
+    backend: str
+    path: Path
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one inference; returns the outputs in ``self.outputs`` order, as float32."""
+        ...
+
+    def close(self) -> None: ...
+
+
+RunnerLoader = Callable[[Path, RunnerOptions], ModelRunner]
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """A registry row: where a backend lives and what it can read."""
+
+    name: str
+    module: str
+    extra: str
+    suffixes: tuple[str, ...]
+    libraries: tuple[str, ...]
+
+
+BACKENDS: dict[str, BackendInfo] = {
+    "onnxruntime": BackendInfo(
+        "onnxruntime", "edge.runners.onnxruntime", "core (onnxruntime)", (".onnx",), ("onnxruntime",)
+    ),
+    "openvino": BackendInfo(
+        "openvino", "edge.runners.openvino", "openvino", (".xml", ".onnx", ".tflite"), ("openvino",)
+    ),
+    "litert": BackendInfo(
+        "litert",
+        "edge.runners.litert",
+        "litert",
+        (".tflite",),
+        ("ai_edge_litert", "tflite_runtime", "tensorflow"),
+    ),
+    # Jetson: built by a later issue; the slot keeps selection and error messages honest.
+    "tensorrt": BackendInfo(
+        "tensorrt", "edge.runners.tensorrt", "tensorrt", (".engine", ".onnx"), ("tensorrt",)
+    ),
+}
+
+
+def backend_info(name: str) -> BackendInfo:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise BackendUnavailable(
+            f"unknown runner {name!r}; choose one of: auto, {', '.join(BACKENDS)}"
+        ) from None
+
+
+def backend_version(name: str) -> str | None:
+    """The version of the first importable library of a backend, or None."""
+    for lib in backend_info(name).libraries:
+        try:
+            mod = importlib.import_module(lib)
+        except Exception:  # noqa: S112 - a broken install counts as absent
+            continue
+        return str(getattr(mod, "__version__", "unknown"))
+    return None
+
+
+def load_runner(backend: str, path: Path, options: RunnerOptions | None = None) -> ModelRunner:
+    """Load ``path`` on ``backend``, warm it up, and return the runner."""
+    info = backend_info(backend)
+    if path.suffix not in info.suffixes:
+        raise BackendUnavailable(
+            f"runner {backend!r} cannot read {path.name}; it reads {', '.join(info.suffixes)}"
+        )
+    try:
+        module = importlib.import_module(info.module)
+    except ModuleNotFoundError as exc:
+        if exc.name == info.module:
+            raise BackendUnavailable(f"runner {backend!r} is not built into this version of edge") from exc
+        raise
+    loader: RunnerLoader = module.load
+    runner = loader(path, options or RunnerOptions())
+    if (options or RunnerOptions()).warmup:
+        warm_up(runner)
+    return runner
+
+
+def missing_backend(backend: str, exc: BaseException) -> BackendUnavailable:
+    info = backend_info(backend)
+    hint = (
+        "reinstall edge-runtime"
+        if info.extra.startswith("core")
+        else f"pip install 'edge-runtime[{info.extra}]'"
+    )
+    return BackendUnavailable(
+        f"runner {backend!r} needs {info.libraries[0]}, which is not installed ({exc}); {hint}"
+    )
+
+
+def warm_up(runner: ModelRunner, dynamic_size: int = 64) -> None:
+    """Run once on zeros so the slow first inference happens at load, not on the first frame."""
+    feeds = {
+        spec.name: np.zeros(concrete_shape(spec.shape, dynamic_size), dtype=spec.dtype)
+        for spec in runner.inputs
+    }
+    runner.run(feeds)
+
+
+def concrete_shape(shape: Sequence[int | None], dynamic_size: int = 64) -> tuple[int, ...]:
+    """Replace dynamic axes: batch by 1, others by ``dynamic_size``."""
+    return tuple((1 if i == 0 else dynamic_size) if d is None else d for i, d in enumerate(shape))
+
+
+def prepare_feed(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    """Quantise a float feed for a quantised input; otherwise cast to the input's dtype."""
+    if spec.is_quantized and np.issubdtype(array.dtype, np.floating):
+        assert spec.quant is not None
+        return spec.quant.quantize(array, spec.dtype)  # type: ignore[arg-type]
+    if array.dtype != spec.dtype:
+        return array.astype(spec.dtype)
+    return array
+
+
+def finish_output(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    """Dequantise a quantised output to float32; other outputs pass through."""
+    if spec.is_quantized:
+        assert spec.quant is not None
+        return spec.quant.dequantize(array)
+    return array

@@ -1,0 +1,76 @@
+"""ONNX Runtime runner: CPU everywhere, CUDA / OpenVINO execution providers when installed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ModelError
+from edge.runners.base import RunnerOptions, finish_output, missing_backend, prepare_feed
+from edge.types import TensorSpec, guess_layout
+
+# TensorRT EP is left out of the automatic list: building its engine takes minutes; ask for it.
+AUTO_PROVIDERS = ("CUDAExecutionProvider", "OpenVINOExecutionProvider", "CPUExecutionProvider")
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _spec(node: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in node.shape)
+    if node.type not in _ORT_DTYPES:
+        raise ModelError(f"tensor {node.name!r} has unsupported type {node.type}")
+    return TensorSpec(node.name, shape, np.dtype(_ORT_DTYPES[node.type]), guess_layout(shape))
+
+
+class OnnxRuntimeRunner:
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, options: RunnerOptions) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise missing_backend(self.backend, exc) from exc
+        self.path = path
+        available = ort.get_available_providers()
+        wanted = options.providers or AUTO_PROVIDERS
+        providers = [p for p in wanted if p in available]
+        if not providers:
+            raise ModelError(f"none of the providers {list(wanted)} is available; installed: {available}")
+        so = ort.SessionOptions()
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+        so.log_severity_level = 3
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        except Exception as exc:
+            raise ModelError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+        self.providers = self._session.get_providers()
+        self.inputs = [_spec(n) for n in self._session.get_inputs()]
+        self.outputs = [_spec(n) for n in self._session.get_outputs()]
+        self._output_names = [o.name for o in self.outputs]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        prepared = {s.name: prepare_feed(s, feeds[s.name]) for s in self.inputs}
+        raw = self._session.run(self._output_names, prepared)
+        return [finish_output(s, np.asarray(a)) for s, a in zip(self.outputs, raw, strict=True)]
+
+    def close(self) -> None:
+        self._session = None
+
+
+def load(path: Path, options: RunnerOptions) -> OnnxRuntimeRunner:
+    return OnnxRuntimeRunner(path, options)

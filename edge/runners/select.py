@@ -1,0 +1,213 @@
+"""Hardware probe and runner selection (``runner: auto``).
+
+Order: Jetson -> TensorRT; Intel CPU/GPU/NPU with OpenVINO installed -> OpenVINO; Arm ->
+LiteRT when the package has a .tflite, else ONNX Runtime; otherwise ONNX Runtime. When the
+preferred backend cannot read any file the package has, the backend native to an available
+file is used. Every step is recorded as a reason so ``edge probe`` can say why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.errors import BackendUnavailable
+from edge.models import ModelPackage
+from edge.runners.base import BACKENDS, backend_version
+
+# Which file formats each backend reads, best first.
+READS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("onnx",),
+    "openvino": ("openvino", "onnx", "tflite"),
+    "litert": ("tflite",),
+    "tensorrt": ("engine", "onnx"),
+}
+NATIVE: dict[str, str] = {
+    "onnx": "onnxruntime",
+    "tflite": "litert",
+    "openvino": "openvino",
+    "engine": "tensorrt",
+}
+CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "asimd", "neon")
+
+
+@dataclass(frozen=True)
+class HardwareInfo:
+    arch: str
+    cpu_vendor: str
+    cpu_model: str
+    cpu_flags: tuple[str, ...]
+    board: str | None
+    is_jetson: bool
+    is_raspberry_pi: bool
+    backends: dict[str, str | None] = field(default_factory=dict)
+    openvino_devices: dict[str, str] = field(default_factory=dict)
+    ort_providers: tuple[str, ...] = ()
+
+    @property
+    def is_arm(self) -> bool:
+        return self.arch.startswith(("arm", "aarch64"))
+
+    @property
+    def is_intel(self) -> bool:
+        return self.cpu_vendor == "GenuineIntel"
+
+
+@dataclass(frozen=True)
+class Selection:
+    backend: str
+    format: str
+    path: Path
+    reasons: tuple[str, ...]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().replace(b"\x00", b"").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _cpuinfo(root: Path) -> tuple[str, str, tuple[str, ...]]:
+    vendor = model = ""
+    flags: set[str] = set()
+    for line in _read(root / "proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key == "vendor_id" and not vendor:
+            vendor = value
+        elif key in ("model name", "hardware", "cpu model") and not model:
+            model = value
+        elif key in ("flags", "features"):
+            flags.update(value.split())
+        elif key == "cpu implementer" and not vendor:
+            vendor = {"0x41": "ARM", "0x4e": "NVIDIA", "0x61": "Apple"}.get(value, f"arm-implementer-{value}")
+    return vendor, model, tuple(f for f in CPU_FLAGS_OF_INTEREST if f in flags)
+
+
+def _board(root: Path) -> tuple[str | None, bool, bool]:
+    model = _read(root / "proc/device-tree/model")
+    compatible = _read(root / "proc/device-tree/compatible").lower()
+    tegra = _read(root / "etc/nv_tegra_release")
+    if tegra or "tegra" in compatible or "nvidia,jetson" in compatible:
+        return (model or tegra.splitlines()[0] if tegra else model) or "NVIDIA Jetson", True, False
+    if model.startswith("Raspberry Pi"):
+        return model, False, True
+    if not model:
+        dmi = _read(root / "sys/class/dmi/id/product_name")
+        return dmi or None, False, False
+    return model, False, False
+
+
+def _openvino_devices() -> dict[str, str]:
+    try:
+        import openvino as ov
+    except ImportError:
+        return {}
+    core = ov.Core()
+    out = {}
+    for dev in core.available_devices:
+        try:
+            out[dev] = str(core.get_property(dev, "FULL_DEVICE_NAME"))
+        except Exception:
+            out[dev] = dev
+    return out
+
+
+def _ort_providers() -> tuple[str, ...]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return ()
+    return tuple(ort.get_available_providers())
+
+
+def probe_hardware(root: Path = Path("/")) -> HardwareInfo:
+    """Read CPU, board and installed backends. ``root`` lets tests point at a fake filesystem."""
+    vendor, model, flags = _cpuinfo(root)
+    board, jetson, pi = _board(root)
+    return HardwareInfo(
+        arch=platform.machine(),
+        cpu_vendor=vendor or "unknown",
+        cpu_model=model or platform.processor() or "unknown",
+        cpu_flags=flags,
+        board=board,
+        is_jetson=jetson,
+        is_raspberry_pi=pi,
+        backends={name: backend_version(name) for name in BACKENDS},
+        openvino_devices=_openvino_devices(),
+        ort_providers=_ort_providers(),
+    )
+
+
+def _runner_built(backend: str) -> bool:
+    return importlib.util.find_spec(BACKENDS[backend].module) is not None
+
+
+def usable(backend: str, hw: HardwareInfo) -> bool:
+    return hw.backends.get(backend) is not None and _runner_built(backend)
+
+
+def _pick_format(package: ModelPackage, backend: str) -> str | None:
+    return next((f for f in READS[backend] if f in package.files), None)
+
+
+def select_runner(package: ModelPackage, hw: HardwareInfo, requested: str = "auto") -> Selection:
+    """Choose backend and file for ``package`` on this hardware; raises when nothing fits."""
+    have = ", ".join(package.files)
+    if requested != "auto":
+        if requested not in READS:
+            raise BackendUnavailable(
+                f"unknown runner {requested!r}; choose auto or one of {', '.join(READS)}"
+            )
+        fmt = _pick_format(package, requested)
+        if fmt is None:
+            raise BackendUnavailable(
+                f"runner {requested!r} reads {', '.join(READS[requested])} "
+                f"but model {package.name!r} has only {have}"
+            )
+        return Selection(
+            requested, fmt, package.files[fmt], (f"runner {requested!r} requested in the config",)
+        )
+
+    reasons: list[str] = []
+    preferred: list[str] = []
+    if hw.is_jetson:
+        reasons.append(f"Jetson board ({hw.board}): TensorRT first")
+        preferred.append("tensorrt")
+    accel = [d for d in hw.openvino_devices if d.split(".")[0] in ("GPU", "NPU")]
+    if hw.is_intel or accel:
+        why = "Intel CPU" if hw.is_intel else f"OpenVINO devices {accel}"
+        reasons.append(f"{why}: OpenVINO first")
+        preferred.append("openvino")
+    if hw.is_arm:
+        reasons.append(f"Arm CPU ({hw.arch}): LiteRT for .tflite, else ONNX Runtime")
+        preferred.append("litert")
+    preferred.append("onnxruntime")
+    for fmt in package.files:
+        native = NATIVE[fmt]
+        if native not in preferred:
+            preferred.append(native)
+    for backend in ("openvino", "litert", "tensorrt"):
+        if backend not in preferred:
+            preferred.append(backend)
+
+    for backend in preferred:
+        fmt = _pick_format(package, backend)
+        if fmt is None:
+            reasons.append(f"{backend}: model has no {' or '.join(READS[backend])} file (has {have})")
+            continue
+        if hw.backends.get(backend) is None:
+            extra = BACKENDS[backend].extra
+            reasons.append(f"{backend}: not installed (pip install 'edge-runtime[{extra}]')")
+            continue
+        if not _runner_built(backend):
+            reasons.append(f"{backend}: installed, but this version of edge has no runner for it yet")
+            continue
+        reasons.append(f"chose {backend} with the {fmt} file {package.files[fmt].name}")
+        return Selection(backend, fmt, package.files[fmt], tuple(reasons))
+    raise BackendUnavailable(
+        f"no installed runner can read model {package.name!r} ({have}): " + "; ".join(reasons)
+    )
