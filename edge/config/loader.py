@@ -173,6 +173,8 @@ def pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[ConfigPath,
             given = err.get("input")
             tag = given.get("type") if isinstance(given, dict) else given
             message = f"unknown type {tag!r}; expected one of {err['ctx']['expected_tags']}"
+            if isinstance(given, dict) and "type" in given:
+                path = (*path, "type")
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         out.append((path, message))

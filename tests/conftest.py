@@ -1,0 +1,67 @@
+"""Shared fixtures: real models (fetched with pinned sha256), real images, backend guards."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.fetch import fetch_models
+from edge.runners.base import backend_version
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = REPO / "models"
+
+
+def require_backend(name: str) -> None:
+    """Skip when a backend library is absent locally; under CI (CI=true) a missing one fails."""
+    if backend_version(name) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"backend {name} must be installed in CI (.ci/run installs the extras)")
+        pytest.skip(f"backend {name} not installed")
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The checkout's models/ with every pinned file present (fetched once, then cached)."""
+    cache = Path(os.environ.get("EDGE_CACHE_DIR", REPO / ".cache" / "wheels"))
+    fetch_models(MODELS, cache, progress=lambda _msg: None)
+    return MODELS
+
+
+def _skimage_bgr(name: str) -> np.ndarray:
+    import skimage.data
+
+    rgb = getattr(skimage.data, name)()
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    return _skimage_bgr("astronaut")
+
+
+@pytest.fixture(scope="session")
+def coffee() -> np.ndarray:
+    return _skimage_bgr("coffee")
+
+
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray, coffee: np.ndarray) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("images")
+    out = {}
+    for name, img in (("astronaut", astronaut), ("coffee", coffee)):
+        out[name] = d / f"{name}.png"
+        cv2.imwrite(str(out[name]), img)
+    return out
+
+
+def text_image() -> np.ndarray:
+    """A sign with two lines of text, drawn with OpenCV's Hershey font."""
+    img = np.full((360, 640, 3), 255, np.uint8)
+    cv2.putText(img, "GATE 7 OPEN", (40, 120), cv2.FONT_HERSHEY_SIMPLEX, 2, (0, 0, 0), 4)
+    cv2.putText(img, "edge runtime", (60, 260), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 200), 3)
+    return img

@@ -1,0 +1,157 @@
+"""YOLO v5/v8/v10 and SSD decoders on ONNX graphs with known outputs, through ONNX Runtime and
+OpenVINO, decoded to the expected boxes in frame pixels after undoing the letterbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import require_backend
+from onnx_graphs import constant_output_model
+
+from edge.inference import load_model
+from edge.models import resolve_model
+
+# Frame 128x64 into a 64x64 input: scale 0.5, pad_y 16. Input (x, y) -> frame (2x, 2(y - 16)).
+FRAME = np.zeros((64, 128, 3), np.uint8)
+
+
+def to_frame(box: list[float]) -> list[float]:
+    x1, y1, x2, y2 = box
+    return [2 * x1, 2 * (y1 - 16), 2 * x2, 2 * (y2 - 16)]
+
+
+# Candidates in input pixels (cx, cy, w, h): A wins class 0; B overlaps A (same class, lower
+# score) and is suppressed; C is class 1; D is under the threshold.
+A, B, C, D = (32, 32, 20, 10), (33, 32, 20, 10), (12, 24, 8, 8), (50, 40, 6, 6)
+CLASS_SCORES = {"A": (0.9, 0.05), "B": (0.8, 0.1), "C": (0.1, 0.7), "D": (0.1, 0.1)}
+
+
+def xyxy(c: tuple[float, float, float, float]) -> list[float]:
+    cx, cy, w, h = c
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def v8_output() -> np.ndarray:
+    rows = [list(box) + list(CLASS_SCORES[k]) for k, box in zip("ABCD", (A, B, C, D), strict=True)]
+    return np.array(rows, np.float32).T[None]  # (1, 4 + nc, N)
+
+
+def v5_output() -> np.ndarray:
+    # objectness x class prob gives the same scores as v8's table
+    rows = []
+    for k, box in zip("ABCD", (A, B, C, D), strict=True):
+        s = CLASS_SCORES[k]
+        obj = max(s)
+        rows.append([*box, obj, s[0] / obj, s[1] / obj])
+    return np.array(rows, np.float32)[None]  # (1, N, 5 + nc)
+
+
+def v10_output() -> np.ndarray:
+    rows = [xyxy(A) + [0.9, 0], xyxy(C) + [0.7, 1], xyxy(D) + [0.1, 0]]
+    return np.array(rows + [[0, 0, 0, 0, 0, 0]] * 2, np.float32)[None]  # (1, N, 6)
+
+
+def ssd_outputs() -> dict[str, np.ndarray]:
+    norm = [[y1 / 64, x1 / 64, y2 / 64, x2 / 64] for x1, y1, x2, y2 in (xyxy(A), xyxy(C), xyxy(D))]
+    return {
+        "detection_boxes": np.array([norm + [[0, 0, 0, 0]]], np.float32),
+        "detection_classes": np.array([[0, 1, 0, 0]], np.float32),
+        "detection_scores": np.array([[0.9, 0.7, 0.1, 0.0]], np.float32),
+        "num_detections": np.array([3], np.float32),
+    }
+
+
+EXPECTED = [(to_frame(xyxy(A)), 0, 0.9), (to_frame(xyxy(C)), 1, 0.7)]
+
+CASES = {
+    "yolov8": {"output": v8_output},
+    "yolov5": {"output": v5_output},
+    "yolov10": {"output": v10_output},
+    "ssd": {"outputs": ssd_outputs},
+}
+
+
+def make_package(tmp_path: Path, decoder: str) -> Path:
+    case = CASES[decoder]
+    outputs = case["outputs"]() if "outputs" in case else {"output0": case["output"]()}
+    constant_output_model(tmp_path / "model.onnx", outputs)
+    manifest = {
+        "name": f"const_{decoder}",
+        "task": "detect",
+        "decoder": decoder,
+        "labels": ["person", "car"],
+        "input": {"size": [64, 64]},
+        "files": {"onnx": {"path": "model.onnx"}},
+        "options": {"score_threshold": 0.25, "iou_threshold": 0.45},
+    }
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump(manifest))
+    return tmp_path
+
+
+@pytest.mark.parametrize("runner", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("decoder", list(CASES))
+def test_decoder_gives_expected_boxes(decoder: str, runner: str, tmp_path: Path) -> None:
+    require_backend(runner)
+    model = load_model(str(make_package(tmp_path, decoder)), runner)
+    dets = model.infer(FRAME)
+    got = sorted(
+        zip(dets.xyxy.tolist(), dets.class_id.tolist(), dets.score.tolist(), strict=True), key=lambda r: -r[2]
+    )
+    assert len(got) == len(EXPECTED)
+    for (box, cls, score), (exp_box, exp_cls, exp_score) in zip(got, EXPECTED, strict=True):
+        np.testing.assert_allclose(box, exp_box, atol=1e-3)
+        assert cls == exp_cls
+        assert score == pytest.approx(exp_score, abs=1e-5)
+    assert [model.label(c) for _, c, _ in got] == ["person", "car"]
+
+
+def test_bare_onnx_export_takes_labels_and_size_from_ultralytics_metadata(tmp_path: Path) -> None:
+    meta = {
+        "description": "Ultralytics YOLOv8n model",
+        "task": "detect",
+        "stride": "32",
+        "batch": "1",
+        "imgsz": "[64, 64]",
+        "names": "{0: 'person', 1: 'car'}",
+    }
+    path = constant_output_model(tmp_path / "yolov8n.onnx", {"output0": v8_output()}, metadata=meta)
+    package = resolve_model(str(path))
+    assert package.labels == ("person", "car")
+    assert package.decoder == "yolov8"
+    assert package.input.size == (64, 64)
+    dets = load_model(str(path), "onnxruntime").infer(FRAME)
+    assert sorted(dets.class_id.tolist()) == [0, 1]
+
+
+def test_end_to_end_export_metadata_selects_the_v10_decoder(tmp_path: Path) -> None:
+    meta = {"task": "detect", "imgsz": "[64, 64]", "names": "{0: 'person', 1: 'car'}", "end2end": "True"}
+    path = constant_output_model(tmp_path / "yolov10n.onnx", {"output0": v10_output()}, metadata=meta)
+    assert resolve_model(str(path)).decoder == "yolov10"
+    dets = load_model(str(path), "onnxruntime").infer(FRAME)
+    np.testing.assert_allclose(dets.xyxy[0], EXPECTED[0][0], atol=1e-3)
+
+
+def test_uint8_input_model_gets_raw_pixels(tmp_path: Path) -> None:
+    """A model with a uint8 image input (no normalisation) is fed raw pixels, not floats."""
+    from onnx import TensorProto
+
+    path = constant_output_model(
+        tmp_path / "u8.onnx", {"output0": v8_output()}, input_shape=(1, 64, 64, 3), input_dtype=TensorProto.UINT8
+    )
+    (tmp_path / "model.yaml").write_text(
+        yaml.safe_dump({
+            "name": "u8", "task": "detect", "decoder": "yolov8", "labels": ["person", "car"],
+            "files": {"onnx": {"path": path.name}},
+        })
+    )
+    model = load_model(str(tmp_path), "onnxruntime")
+    assert model.input_spec.dtype == np.uint8 and model.input_spec.layout == "NHWC"
+    frame = np.full((64, 128, 3), 200, np.uint8)
+    pre = model.preprocessor()
+    tensor = pre.new_tensor()
+    pre(frame, tensor)
+    assert tensor.dtype == np.uint8 and tensor[0, 32, 32, 0] == 200 and tensor[0, 0, 0, 0] == 114
+    assert len(model.infer(frame)) == 2
