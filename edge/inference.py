@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor
+from edge.config.schema import ModelConfig
 from edge.decoders import DecodeContext, DecodeParams, Decoder, build_decoder, decode_params
 from edge.errors import ModelError
 from edge.models import ModelPackage, file_sha256, resolve_model
@@ -69,6 +70,25 @@ class LoadedModel:
 
     def close(self) -> None:
         self.runner.close()
+
+
+def runner_options(model: ModelConfig, warmup: bool = True) -> RunnerOptions:
+    """Runner settings from a config's ``models.<name>`` section."""
+    return RunnerOptions(
+        device=model.device,
+        precision=model.precision,
+        threads=model.threads,
+        providers=tuple(model.providers) if model.providers else None,
+        warmup=warmup,
+    )
+
+
+def decode_overrides(model: ModelConfig) -> dict[str, Any]:
+    return {
+        "score_threshold": model.score_threshold,
+        "iou_threshold": model.iou_threshold,
+        "max_detections": model.max_detections,
+    }
 
 
 def _input_spec(runner: ModelRunner, path: Path) -> TensorSpec:

@@ -155,3 +155,29 @@ def test_uint8_input_model_gets_raw_pixels(tmp_path: Path) -> None:
     pre(frame, tensor)
     assert tensor.dtype == np.uint8 and tensor[0, 32, 32, 0] == 200 and tensor[0, 0, 0, 0] == 114
     assert len(model.infer(frame)) == 2
+
+
+def test_classify_decoder_gives_top_k_over_the_whole_frame(tmp_path: Path) -> None:
+    logits = np.array([[0.5, 3.0, -1.0, 2.0, 0.0]], np.float32)
+    constant_output_model(tmp_path / "cls.onnx", {"logits": logits}, input_shape=(1, 3, 32, 32))
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump({
+        "name": "cls", "task": "classify", "decoder": "classify", "labels": ["a", "b", "c", "d", "e"],
+        "files": {"onnx": {"path": "cls.onnx"}}, "options": {"top_k": 2},
+    }))
+    dets = load_model(str(tmp_path), "onnxruntime").infer(FRAME)
+    e = np.exp(logits[0] - logits[0].max())
+    p = e / e.sum()
+    assert dets.class_id.tolist() == [1, 3]
+    np.testing.assert_allclose(dets.score, p[[1, 3]], rtol=1e-5)
+    np.testing.assert_allclose(dets.xyxy, [[0, 0, 128, 64]] * 2)
+
+
+def test_yolov8_pose_head_decodes_keypoints(tmp_path: Path) -> None:
+    # One class, two keypoints (x, y, visibility) per candidate: 4 + 1 + 6 channels.
+    rows = [[32, 32, 20, 10, 0.9, 30, 30, 1.0, 34, 34, 1.0], [10, 10, 4, 4, 0.1, 0, 0, 0, 0, 0, 0]]
+    out = np.array(rows, np.float32).T[None]
+    meta = {"task": "pose", "imgsz": "[64, 64]", "names": "{0: 'person'}", "kpt_shape": "[2, 3]"}
+    path = constant_output_model(tmp_path / "pose.onnx", {"output0": out}, metadata=meta)
+    dets = load_model(str(path), "onnxruntime").infer(FRAME)
+    assert len(dets) == 1 and dets.keypoints is not None
+    np.testing.assert_allclose(dets.keypoints[0], [[60, 28], [68, 36]], atol=1e-3)  # 2x, 2(y - 16)

@@ -95,6 +95,9 @@ class ModelConfig(Strict):
         None, description="OpenVINO INFERENCE_PRECISION_HINT; unset leaves OpenVINO's default."
     )
     threads: int | None = Field(None, ge=1, le=256)
+    providers: list[str] | None = Field(
+        None, description="ONNX Runtime execution providers in order; unset: CUDA, OpenVINO, CPU."
+    )
     score_threshold: float | None = Field(None, ge=0.0, le=1.0)
     iou_threshold: float | None = Field(None, ge=0.0, le=1.0)
     max_detections: int | None = Field(None, ge=1, le=10000)
