@@ -170,7 +170,10 @@ class RuleConfig(Strict):
     zone: Polygon | None = None
     point: Literal["bottom_center", "center", "top_center"] = "bottom_center"
     min_area: float = Field(0.0, ge=0.0, le=1.0, description="Smallest box area, as a fraction of the frame.")
-    cooldown: Seconds = 10.0
+    cooldown: Seconds = Field(
+        10.0, description="Least time between two 'new' events of this rule and camera."
+    )
+    clear_after: Seconds = Field(2.0, description="Time without a match after which the rule ends.")
 
 
 class TlsConfig(Strict):
