@@ -27,7 +27,9 @@ def _add_runner_options(p: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Offline-first inference for cameras.")
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="default: the config's, else info"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("probe", help="show hardware, backends, and which runner a model would use")
@@ -48,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--skip-models", action="store_true", help="do not resolve and verify model files")
 
+    p = sub.add_parser("run", help="run the cameras, models, rules and alerts of a config")
+    p.add_argument("config", type=Path)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+
     sub.add_parser("schema", help="print the config's JSON schema")
 
     p = sub.add_parser("models", help="fetch or list model packages")
@@ -63,11 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logging(level: str | None) -> None:
+    """Plain lines on stderr (journald adds time and unit); URL credentials always masked."""
+    from edge.capture.redact import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((level or "info").upper())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    _setup_logging(args.log_level)
     try:
         if args.command == "probe":
             from edge.commands.probe import cmd_probe
@@ -81,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edge.commands.check import cmd_check_config
 
             return cmd_check_config(args.config, args.overrides, check_models=not args.skip_models)
+        if args.command == "run":
+            from edge.commands.run import cmd_run
+
+            return cmd_run(args.config, args.overrides, args.max_frames, args.duration, args.log_level)
         if args.command == "schema":
             from edge.config.schema import EdgeConfig
 

@@ -161,6 +161,9 @@ class CameraConfig(Strict):
         None, description="Frame ring policy; default lossless for files, latest for live sources."
     )
     masks: list[Polygon] = Field(default_factory=list, description="Areas whose detections are ignored.")
+    buffer_slots: int = Field(
+        3, ge=2, le=64, description="Preallocated frame slots between capture and inference."
+    )
 
 
 class RuleConfig(Strict):
@@ -196,6 +199,17 @@ class MqttConfig(Strict):
     keepalive: int = Field(30, ge=5, le=3600)
 
 
+class SnapshotConfig(Strict):
+    enabled: bool = False
+    crop: bool = Field(False, description="Save the box's crop instead of the whole annotated frame.")
+    quality: int = Field(90, ge=1, le=100)
+
+
+class ActionsConfig(Strict):
+    event_log: bool = Field(True, description="Append every event to <state_dir>/events.jsonl.")
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+
+
 class EdgeConfig(Strict):
     """Top level of an edge config file."""
 
@@ -206,3 +220,5 @@ class EdgeConfig(Strict):
     cameras: dict[Name, CameraConfig] = Field(default_factory=dict)
     rules: dict[Name, RuleConfig] = Field(default_factory=dict)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
+    status_interval: Seconds = Field(30.0, description="How often each camera's status line is logged.")

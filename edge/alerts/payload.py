@@ -1,0 +1,59 @@
+"""Alert payloads: what subscribers receive. Versioned; schema in ``schemas/event.v1.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from edge.rules.engine import Event
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One MQTT message. ``id`` is the event id (stable across retries)."""
+
+    id: str
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+def iso_utc(t: float) -> str:
+    return (
+        datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def event_payload(event: Event, device: str, model: ModelIdentity) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "id": event.id,
+        "type": event.type,
+        "device": device,
+        "camera": event.camera,
+        "rule": event.rule,
+        "label": event.label,
+        "score": event.score,
+        "box": list(event.box),
+        "count": event.count,
+        "ts": iso_utc(event.t_wall),
+        "t_frame": event.t_frame,
+        "started_t_frame": event.started_t_frame,
+        "frame": {"seq": event.frame_seq, "width": event.frame_wh[0], "height": event.frame_wh[1]},
+        "model": {"name": model.name, "sha256": model.sha256},
+    }
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")

@@ -1,0 +1,38 @@
+"""``edge run``: the daemon's main entry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge.config import load_config
+from edge.daemon.app import Application
+
+log = logging.getLogger("edge")
+
+
+def cmd_run(
+    config: Path,
+    overrides: Sequence[str],
+    max_frames: int | None,
+    duration: float | None,
+    log_level: str | None,
+) -> int:
+    loaded = load_config(config, overrides)
+    if log_level is None:
+        logging.getLogger().setLevel(loaded.config.log_level.upper())
+    app = Application(loaded, max_frames=max_frames, duration=duration)
+    app.install_signal_handlers()
+    try:
+        app.start()
+    except BaseException:
+        app.stop()
+        raise
+    result = app.run()
+    log.info(
+        "stopped (%s): %d frame(s) processed, %d event(s), %.1f s",
+        result.reason, result.frames, result.events, result.seconds,
+    )  # fmt: skip
+    failed = [w.model_name for w in app.workers.values() if w.error]
+    return 1 if failed else 0
