@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from broker import Broker, Subscriber
 
 from edge.fetch import fetch_models
 from edge.runners.base import backend_version
@@ -65,3 +67,32 @@ def text_image() -> np.ndarray:
     cv2.putText(img, "GATE 7 OPEN", (40, 120), cv2.FONT_HERSHEY_SIMPLEX, 2, (0, 0, 0), 4)
     cv2.putText(img, "edge runtime", (60, 260), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 200), 3)
     return img
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real Mosquitto on a free loopback port, stopped afterwards."""
+    b = Broker(tmp_path).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def subscriber(broker: Broker) -> Iterator[Subscriber]:
+    sub = Subscriber(broker.port)
+    yield sub
+    sub.close()
+
+
+@pytest.fixture(scope="session")
+def demo_clip() -> Path:
+    """The demo clip, made by tools/make_demo_video.py (kept in the git-ignored demo/ folder)."""
+    import sys
+
+    clip = REPO / "demo" / "demo.mp4"
+    if not clip.exists():
+        sys.path.insert(0, str(REPO / "tools"))
+        from make_demo_video import make
+
+        make(clip)
+    return clip

@@ -152,6 +152,13 @@ class GStreamerSource(Strict):
 Source = Annotated[FileSource | StreamSource | V4l2Source | GStreamerSource, Field(discriminator="type")]
 
 
+class ReconnectConfig(Strict):
+    """Exponential backoff with jitter between reconnection attempts."""
+
+    initial: Seconds = 1.0
+    max: Seconds = 30.0
+
+
 class CameraConfig(Strict):
     source: Source
     model: Name
@@ -161,6 +168,7 @@ class CameraConfig(Strict):
         None, description="Frame ring policy; default lossless for files, latest for live sources."
     )
     masks: list[Polygon] = Field(default_factory=list, description="Areas whose detections are ignored.")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
     buffer_slots: int = Field(
         3, ge=2, le=64, description="Preallocated frame slots between capture and inference."
     )

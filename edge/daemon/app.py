@@ -21,7 +21,7 @@ from edge.alerts.actions import Action, ActionDispatcher, EventLogAction, MqttAc
 from edge.alerts.mqtt import MqttPublisher
 from edge.buffer.ring import FrameRing
 from edge.capture.sources import OpenCvSource
-from edge.capture.thread import CameraState, CaptureThread
+from edge.capture.thread import Backoff, CameraState, CaptureThread
 from edge.config import LoadedConfig
 from edge.config.schema import FileSource
 from edge.inference import LoadedModel, decode_overrides, load_model, runner_options
@@ -114,6 +114,7 @@ class Application:
                 pre,
                 fps_cap=cam.fps,
                 loop=is_file and cam.source.loop,  # type: ignore[union-attr]
+                backoff=Backoff(cam.reconnect.initial, cam.reconnect.max),
                 on_state=self._on_camera_state,
             )
             self.captures[cam_name] = capture
