@@ -56,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
 
+    p = sub.add_parser("bench", help="bare runner vs naive loop vs full pipeline, on one video")
+    p.add_argument("--model", required=True)
+    p.add_argument("--video", required=True, type=Path)
+    p.add_argument("--runner", default="auto", choices=["auto", "onnxruntime", "openvino", "litert"])
+    p.add_argument("--precision", choices=["f32", "f16", "bf16"])
+    p.add_argument("--frames", type=int, default=300, help="frames for the naive loop and the pipeline")
+    p.add_argument("--bare-runs", type=int, default=200)
+    p.add_argument("--json", action="store_true")
+
     sub.add_parser("schema", help="print the config's JSON schema")
 
     p = sub.add_parser("models", help="fetch or list model packages")
@@ -103,6 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edge.commands.run import cmd_run
 
             return cmd_run(args.config, args.overrides, args.max_frames, args.duration, args.log_level)
+        if args.command == "bench":
+            from edge.bench import format_report, run_bench
+
+            report = run_bench(
+                args.model, args.video, args.runner, args.precision, args.frames, args.bare_runs,
+                progress=sys.stderr.isatty() or not args.json,
+            )  # fmt: skip
+            print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
+            return 0
         if args.command == "schema":
             from edge.config.schema import EdgeConfig
 

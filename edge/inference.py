@@ -72,14 +72,16 @@ class LoadedModel:
         self.runner.close()
 
 
-def runner_options(model: ModelConfig, warmup: bool = True) -> RunnerOptions:
-    """Runner settings from a config's ``models.<name>`` section."""
+def runner_options(model: ModelConfig, pipeline: bool = True) -> RunnerOptions:
+    """Runner settings from a config's ``models.<name>`` section. In the pipeline OpenVINO is
+    compiled for throughput (several frames in flight) unless the config says otherwise."""
+    hint = model.performance_hint or ("throughput" if pipeline else None)
     return RunnerOptions(
         device=model.device,
         precision=model.precision,
         threads=model.threads,
         providers=tuple(model.providers) if model.providers else None,
-        warmup=warmup,
+        performance_hint=hint,
     )
 
 

@@ -93,6 +93,8 @@ class CaptureThread(threading.Thread):
         self.frames_read = 0
         self.frames_skipped = 0
         self.reconnects = 0
+        self.read_seconds = 0.0  # decode time, for `edge bench`
+        self.preprocess_seconds = 0.0
         self.last_error: str | None = None
         self._last_frame_mono: float | None = None
         self._seq = 0
@@ -198,7 +200,9 @@ class CaptureThread(threading.Thread):
                 if self.stop_event.is_set():
                     return False
                 continue  # lossless ring full: the worker is behind; wait again
+            t_read = time.perf_counter()
             frame = self.source.read(slot.frame)
+            self.read_seconds += time.perf_counter() - t_read
             if frame is None:
                 self.ring.abandon(slot)
                 self._t_offset += index / fps
@@ -214,7 +218,9 @@ class CaptureThread(threading.Thread):
                 continue
             next_due = max(next_due + interval, t_frame) if interval else 0.0
             slot.frame = frame
+            t_pre = time.perf_counter()
             slot.letterbox = self.preprocessor(frame, slot.tensor)
+            self.preprocess_seconds += time.perf_counter() - t_pre
             slot.seq = self._seq
             slot.t_frame = t_frame
             slot.t_wall = self._t0_wall + t_frame if not self.source.live else time.time()

@@ -98,6 +98,13 @@ class ModelConfig(Strict):
     providers: list[str] | None = Field(
         None, description="ONNX Runtime execution providers in order; unset: CUDA, OpenVINO, CPU."
     )
+    performance_hint: Literal["latency", "throughput"] | None = Field(
+        None,
+        description="OpenVINO; unset: throughput under `edge run` (frames in flight), latency otherwise.",
+    )
+    async_jobs: int | None = Field(
+        None, ge=1, le=16, description="OpenVINO requests in flight; unset: OpenVINO's advice, 2 to 4."
+    )
     score_threshold: float | None = Field(None, ge=0.0, le=1.0)
     iou_threshold: float | None = Field(None, ge=0.0, le=1.0)
     max_detections: int | None = Field(None, ge=1, le=10000)

@@ -39,6 +39,14 @@ STATUS_TOPIC_VALUE = {
 }
 
 
+def async_jobs(model: LoadedModel, configured: int | None) -> int:
+    """Requests in flight: configured, else OpenVINO's advice clamped to 2..4; 1 (sync) elsewhere."""
+    if configured is not None:
+        return configured
+    optimal = getattr(model.runner, "optimal_jobs", None)
+    return min(max(int(optimal()), 2), 4) if optimal is not None else 1
+
+
 @dataclass
 class RunResult:
     reason: str
@@ -99,8 +107,9 @@ class Application:
         for name, model in self.models.items():
             engine = RuleEngine(engine_rules, {c: cam for c, cam in cameras.items() if cam.model == name})
             self.workers[name] = InferenceWorker(
-                name, model, engine, self.dispatcher, cfg.mqtt.device, snapshots=snaps.enabled
-            )
+                name, model, engine, self.dispatcher, cfg.mqtt.device, snapshots=snaps.enabled,
+                async_jobs=async_jobs(model, cfg.models[name].async_jobs),
+            )  # fmt: skip
         for cam_name, cam in cameras.items():
             worker = self.workers[cam.model]
             pre = worker.model.preprocessor()

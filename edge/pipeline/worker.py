@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from edge.alerts.actions import ActionDispatcher, EventEnvelope
 from edge.alerts.payload import ModelIdentity, event_payload
@@ -19,6 +22,7 @@ from edge.capture.thread import CameraState, CaptureThread
 from edge.decoders import DecodeContext
 from edge.inference import LoadedModel
 from edge.rules.engine import Event, FrameInfo, RuleEngine
+from edge.runners.openvino import AsyncInfer
 
 log = logging.getLogger("edge.pipeline")
 
@@ -67,6 +71,7 @@ class InferenceWorker(threading.Thread):
         dispatcher: ActionDispatcher,
         device: str,
         snapshots: bool = False,
+        async_jobs: int = 1,
     ) -> None:
         super().__init__(name=f"infer-{model_name}", daemon=True)
         self.model_name = model_name
@@ -84,6 +89,11 @@ class InferenceWorker(threading.Thread):
         self._timing = _Timing()
         self._last_progress = time.monotonic()
         self._idle = True
+        self._rr = 0
+        self._async: AsyncInfer | None = None
+        make_async = getattr(model.runner, "async_infer", None)
+        if async_jobs > 1 and make_async is not None:
+            self._async = make_async(async_jobs)
 
     def add_camera(self, channel: CameraChannel) -> None:
         self.channels.append(channel)
@@ -119,41 +129,84 @@ class InferenceWorker(threading.Thread):
             for ch in self.channels:
                 self._dispatch(ch, self.engine.finish(ch.name, ch.last_frame), None)
 
+    def _next_ready(self) -> tuple[CameraChannel, Slot] | None:
+        """Round-robin over the cameras, starting after the last one served."""
+        n = len(self.channels)
+        for i in range(n):
+            ch = self.channels[(self._rr + i) % n]
+            slot = ch.ring.take()
+            if slot is not None:
+                self._rr = (self._rr + i + 1) % n
+                return ch, slot
+        return None
+
+    def _should_exit_when_idle(self) -> bool:
+        self._idle = True
+        self._last_progress = time.monotonic()
+        if all(ch.finished for ch in self.channels):
+            return True
+        if self.stop_event.is_set() and all(ch.ring.pending == 0 for ch in self.channels):
+            return True
+        self.wake.wait(0.05)
+        self.wake.clear()
+        return False
+
     def _loop(self) -> None:
-        start = 0
+        if self._async is not None:
+            self._loop_async()
+            return
         while True:
-            worked = False
-            n = len(self.channels)
-            for i in range(n):  # round-robin, starting after the last camera served
-                ch = self.channels[(start + i) % n]
-                slot = ch.ring.take()
-                if slot is None:
+            got = self._next_ready()
+            if got is None:
+                if self._should_exit_when_idle():
+                    return
+                continue
+            ch, slot = got
+            self._idle = False
+            try:
+                t0 = time.perf_counter()
+                outputs = self.model.run_tensor(slot.tensor)
+                self._finish(ch, slot, outputs, time.perf_counter() - t0)
+            finally:
+                ch.ring.release(slot)
+
+    def _loop_async(self) -> None:
+        """Keep up to ``jobs`` slots in flight; finish them in submission order, so each
+        camera's frames reach the rules in sequence."""
+        assert self._async is not None
+        in_flight: deque[tuple[int, CameraChannel, Slot, float]] = deque()
+        name = self.model.input_spec.name
+        job = 0
+        try:
+            while True:
+                while len(in_flight) < self._async.jobs and (got := self._next_ready()) is not None:
+                    ch, slot = got
+                    self._async.submit({name: slot.tensor}, job)
+                    in_flight.append((job, ch, slot, time.perf_counter()))
+                    job += 1
+                    self._idle = False
+                if not in_flight:
+                    if self._should_exit_when_idle():
+                        return
                     continue
-                worked = True
-                self._idle = False
+                head, ch, slot, t0 = in_flight[0]
+                outputs = self._async.wait(head, timeout=0.02)
+                if outputs is None:
+                    continue  # not done yet: meanwhile fill free requests with new frames
+                in_flight.popleft()
                 try:
-                    self._process(ch, slot)
+                    self._finish(ch, slot, outputs, time.perf_counter() - t0)
                 finally:
                     ch.ring.release(slot)
-                self._last_progress = time.monotonic()
-                start = (start + i + 1) % n
-                break
-            if worked:
-                continue
-            self._idle = True
-            self._last_progress = time.monotonic()
-            if all(ch.finished for ch in self.channels):
-                return
-            if self.stop_event.is_set() and all(ch.ring.pending == 0 for ch in self.channels):
-                return
-            self.wake.wait(0.05)
-            self.wake.clear()
+        finally:
+            if in_flight:
+                self._async.wait_all()
+                for _job, ch, slot, _t0 in in_flight:
+                    ch.ring.release(slot)
 
-    def _process(self, ch: CameraChannel, slot: Slot) -> None:
+    def _finish(self, ch: CameraChannel, slot: Slot, outputs: list[np.ndarray], infer_seconds: float) -> None:
         assert slot.frame is not None and slot.letterbox is not None
         h, w = slot.frame.shape[:2]
-        t0 = time.perf_counter()
-        outputs = self.model.run_tensor(slot.tensor)
         t1 = time.perf_counter()
         dets = self.model.decode(outputs, DecodeContext(slot.letterbox, (w, h)))
         t2 = time.perf_counter()
@@ -164,8 +217,9 @@ class InferenceWorker(threading.Thread):
         ch.processed += 1
         ch.detections += len(dets)
         self.processed += 1
+        self._last_progress = time.monotonic()
         timing = self._timing
-        timing.infer += t1 - t0
+        timing.infer += infer_seconds
         timing.decode += t2 - t1
         timing.rules += t3 - t2
         timing.count += 1

@@ -28,12 +28,14 @@ class RunnerOptions:
     ``INFERENCE_PRECISION_HINT`` (f32, f16, bf16), None leaves OpenVINO's default.
     ``threads``: intra-op threads (ORT), XNNPACK threads (LiteRT), inference threads (OpenVINO).
     ``providers``: ONNX Runtime execution providers in order, None picks what is installed.
+    ``performance_hint``: OpenVINO ``PERFORMANCE_HINT`` (LATENCY or THROUGHPUT).
     """
 
     device: str = "CPU"
     precision: str | None = None
     threads: int | None = None
     providers: tuple[str, ...] | None = None
+    performance_hint: str | None = None
     warmup: bool = True
 
 

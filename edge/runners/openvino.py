@@ -23,9 +23,62 @@ def compile_config(options: RunnerOptions) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if options.precision:
         config["INFERENCE_PRECISION_HINT"] = options.precision
+    if options.performance_hint:
+        config["PERFORMANCE_HINT"] = options.performance_hint.upper()
     if options.threads:
         config["INFERENCE_NUM_THREADS"] = options.threads
     return config
+
+
+class AsyncInfer:
+    """OpenVINO's ``AsyncInferQueue`` with results collected by job id.
+
+    ``submit`` starts a job (blocking only when all ``jobs`` requests are busy); ``wait``
+    returns that job's outputs, copied out of the request in the completion callback.
+    """
+
+    def __init__(self, compiled: Any, outputs: list[TensorSpec], jobs: int) -> None:
+        import threading
+
+        import openvino as ov
+
+        self.jobs = jobs
+        self._outputs = outputs
+        self._queue = ov.AsyncInferQueue(compiled, jobs)
+        self._queue.set_callback(self._done)
+        self._cond = threading.Condition()
+        self._results: dict[int, list[np.ndarray] | BaseException] = {}
+
+    def _done(self, request: Any, job: int) -> None:
+        try:
+            result: list[np.ndarray] | BaseException = [
+                finish_output(s, np.array(request.get_output_tensor(i).data, copy=True))
+                for i, s in enumerate(self._outputs)
+            ]
+        except BaseException as exc:  # surfaced to the caller of wait()
+            result = exc
+        with self._cond:
+            self._results[job] = result
+            self._cond.notify_all()
+
+    def submit(self, feeds: Mapping[str, np.ndarray], job: int) -> None:
+        self._queue.start_async(dict(feeds), job)
+
+    def done(self, job: int) -> bool:
+        with self._cond:
+            return job in self._results
+
+    def wait(self, job: int, timeout: float | None = None) -> list[np.ndarray] | None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: job in self._results, timeout):
+                return None
+            result = self._results.pop(job)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def wait_all(self) -> None:
+        self._queue.wait_all()
 
 
 class OpenVinoRunner:
@@ -63,6 +116,13 @@ class OpenVinoRunner:
     def compiled_model(self) -> Any:
         """The ``openvino.CompiledModel``, for callers that drive an ``AsyncInferQueue``."""
         return self._compiled
+
+    def optimal_jobs(self) -> int:
+        """OpenVINO's own advice on how many requests keep this device busy."""
+        return int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+
+    def async_infer(self, jobs: int) -> AsyncInfer:
+        return AsyncInfer(self._compiled, self.outputs, jobs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         prepared = {s.name: prepare_feed(s, feeds[s.name]) for s in self.inputs}
