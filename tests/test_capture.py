@@ -1,0 +1,137 @@
+"""Capture threads on real sources (files and a missing file). There is no /dev/video or
+v4l2loopback in these containers, so the V4L2 path is exercised through the same
+OpenCvSource/CaptureThread code with files and RTSP (see test_rtsp_reconnect.py)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.alerts.actions import ActionDispatcher, EventEnvelope, EventLogAction, SnapshotAction
+from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor
+from edge.buffer.ring import FrameRing
+from edge.capture.redact import RedactingFilter, mask_url
+from edge.capture.sources import OpenCvSource
+from edge.capture.thread import Backoff, CameraState, CaptureThread
+from edge.config import parse_config
+from edge.config.schema import FileSource
+from edge.daemon.app import Application
+from edge.types import TensorSpec
+
+
+def capture_for(path: str, ring_policy: str = "lossless", **kw: object) -> CaptureThread:
+    spec = TensorSpec("x", (1, 3, 32, 32), np.dtype(np.float32), "NCHW")
+    pre = LetterboxPreprocessor(InputFormat(32, 32), spec)
+    ring = FrameRing(3, pre.new_tensor, ring_policy)  # type: ignore[arg-type]
+    return CaptureThread("cam", OpenCvSource(FileSource(type="file", path=path)), ring, pre, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("attempt", "low", "high"), [(0, 0.5, 1.0), (1, 1.0, 2.0), (3, 4.0, 8.0), (10, 15.0, 30.0), (60, 15.0, 30.0)])
+def test_backoff_is_exponential_jittered_and_capped(attempt: int, low: float, high: float) -> None:
+    rng = random.Random(7)
+    delays = [Backoff(1.0, 30.0).delay(attempt, rng) for _ in range(200)]
+    assert low <= min(delays) and max(delays) <= high
+    assert len({round(d, 6) for d in delays}) > 100  # jittered
+
+
+def test_missing_file_retries_with_backoff_and_stops_at_once(tmp_path: Path) -> None:
+    states: list[str] = []
+    cap = capture_for(str(tmp_path / "nope.mp4"), backoff=Backoff(30.0, 60.0), on_state=lambda _c, s: states.append(s.value))
+    cap.start()
+    deadline = time.monotonic() + 5
+    while cap.state is not CameraState.RECONNECTING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cap.state is CameraState.RECONNECTING and "video file not found" in (cap.last_error or "")
+    t0 = time.monotonic()
+    cap.stop()
+    cap.join(5)
+    assert not cap.is_alive() and time.monotonic() - t0 < 1.0  # waits on the stop event, not a sleep
+    assert states == ["reconnecting", "stopped"]
+
+
+def test_illegal_transition_raises(demo_clip: Path) -> None:
+    cap = capture_for(str(demo_clip))
+    cap._set_state(CameraState.STOPPED)
+    with pytest.raises(RuntimeError, match="illegal transition stopped -> streaming"):
+        cap._set_state(CameraState.STREAMING)
+
+
+def test_file_is_read_to_the_end_with_frame_times(demo_clip: Path) -> None:
+    cap = capture_for(str(demo_clip))
+    seen: list[tuple[int, float]] = []
+
+    def consume() -> None:
+        while True:
+            slot = cap.ring.take()
+            if slot is None:
+                if cap.state is CameraState.STOPPED and cap.ring.pending == 0:
+                    return
+                time.sleep(0.001)
+                continue
+            seen.append((slot.seq, slot.t_frame))
+            cap.ring.release(slot)
+
+    consumer = threading.Thread(target=consume)
+    cap.start()
+    consumer.start()
+    cap.join(60)
+    consumer.join(60)
+    assert cap.exhausted and len(seen) == 500
+    assert [s for s, _ in seen] == list(range(500))
+    assert seen[-1][1] == pytest.approx(499 / 25)
+
+
+def test_fps_cap_drops_frames_before_preprocessing(models_dir: Path, demo_clip: Path, tmp_path: Path) -> None:
+    text = f"""
+state_dir: {tmp_path}
+models: {{p: {{path: blazepose}}}}
+cameras: {{c: {{source: {{type: file, path: "{demo_clip}"}}, model: p, fps: 5}}}}
+mqtt: {{enabled: false}}
+"""
+    app = Application(parse_config(text, "x.yaml"))
+    app.start()
+    result = app.run()
+    stats = app.captures["c"].stats()
+    assert result.frames == 100 and stats.frames_read == 500 and stats.frames_skipped == 400
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rtsp://admin:hunter2@10.0.0.5:554/s1", "rtsp://***@10.0.0.5:554/s1"),
+        ("open rtsp://u@cam/x and http://a:b@h/y", "open rtsp://***@cam/x and http://***@h/y"),
+        ("rtsp://10.0.0.5/stream", "rtsp://10.0.0.5/stream"),
+        ("file /videos/a@b.mp4", "file /videos/a@b.mp4"),
+    ],
+)
+def test_mask_url(text: str, expected: str) -> None:
+    assert mask_url(text) == expected
+
+
+def test_redacting_filter_masks_formatted_messages(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("edge.test.redact")
+    log.addFilter(RedactingFilter())
+    with caplog.at_level(logging.INFO, logger="edge.test.redact"):
+        log.info("cannot open %s", "rtsp://admin:hunter2@10.0.0.5/s1")
+    assert "hunter2" not in caplog.text and "rtsp://***@10.0.0.5/s1" in caplog.text
+
+
+def test_one_failing_action_does_not_stop_the_others(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the snapshot folder should be")
+    log_action = EventLogAction(tmp_path / "events.jsonl")
+    dispatcher = ActionDispatcher([SnapshotAction(blocker, crop=False, quality=80), log_action])
+    dispatcher.start()
+    payload = {"id": "a" * 32, "type": "new", "camera": "c", "rule": "r", "label": "x", "score": 0.9,
+               "box": [0, 0, 10, 10], "ts": "2026-01-01T00:00:00.000Z"}
+    for _ in range(3):
+        dispatcher.submit(EventEnvelope(payload, np.zeros((20, 20, 3), np.uint8)))
+    dispatcher.close()
+    assert dispatcher.failures == {"snapshot": 3, "event_log": 0}
+    assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 3
