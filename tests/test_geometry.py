@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor
+from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor, halvings
 from edge.decoders.nms import iou_matrix, nms, weighted_nms
 from edge.types import Detections, Letterbox, QuantParams, TensorSpec
 
@@ -120,3 +120,32 @@ def test_detections_validate_shapes_and_index_with_masks() -> None:
         Detections(np.zeros((2, 4)), np.zeros(3), np.zeros(2))
     with pytest.raises(ValueError, match=r"xyxy must have shape \(N, 4\)"):
         Detections(np.zeros((2, 5)), np.zeros(2), np.zeros(2))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(
+    ("color", "mean", "std"),
+    [("rgb", (0.0, 0.0, 0.0), (255.0, 255.0, 255.0)), ("bgr", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))],
+)
+def test_fast_normalisation_matches_a_plain_numpy_reference(layout: str, color: str, mean: tuple, std: tuple) -> None:
+    import cv2
+
+    size = 96
+    shape = (1, 3, size, size) if layout == "NCHW" else (1, size, size, 3)
+    spec = TensorSpec("x", shape, np.dtype(np.float32), layout)  # type: ignore[arg-type]
+    pre = LetterboxPreprocessor(InputFormat(size, size, color, mean, std, pad_value=114), spec)  # type: ignore[arg-type]
+    frame = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    out = pre.new_tensor()
+    box = pre(frame, out)
+    # Reference: the same geometry, then the obvious float arithmetic.
+    canvas = np.full((size, size, 3), 114, np.uint8)
+    nw, nh = round(320 * box.scale), round(240 * box.scale)
+    resized = frame
+    for w, h in [*halvings((320, 240), (nw, nh)), (nw, nh)]:  # the preprocessor's resize path
+        resized = cv2.resize(resized, (w, h), interpolation=cv2.INTER_AREA)
+    if color == "rgb":
+        resized = resized[:, :, ::-1]
+    canvas[int(box.pad_y) : int(box.pad_y) + nh, int(box.pad_x) : int(box.pad_x) + nw] = resized
+    ref = (canvas.astype(np.float32) - np.array(mean, np.float32)) / np.array(std, np.float32)
+    got = out[0].transpose(1, 2, 0) if layout == "NCHW" else out[0]
+    np.testing.assert_allclose(got, ref, atol=1e-5)

@@ -8,7 +8,7 @@ buffer, copies into a padded canvas, then normalises straight into the caller's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -16,6 +16,7 @@ import numpy as np
 from edge.types import Letterbox, TensorSpec
 
 ColorOrder = Literal["rgb", "bgr"]
+_CV: Any = cv2  # OpenCV's stubs reject Scalar tuples that its bindings accept
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class LetterboxPreprocessor:
         self._mean = np.asarray(fmt.mean, dtype=np.float32)
         self._inv_std = (1.0 / np.asarray(fmt.std, dtype=np.float32)).astype(np.float32)
         self._float_scratch: np.ndarray | None = None
+        self._planes = [np.empty((fmt.height, fmt.width), dtype=np.uint8) for _ in range(3)]
+        self._uniform = len(set(fmt.mean)) == 1 and len(set(fmt.std)) == 1
         self._raw_uint8 = spec.dtype == np.uint8 and spec.quant is None
         if spec.is_quantized:
             self._float_scratch = np.empty((fmt.height, fmt.width, 3), dtype=np.float32)
@@ -110,21 +113,37 @@ class LetterboxPreprocessor:
             cv2.cvtColor(self._resized, cv2.COLOR_BGR2RGB, dst=self._resized)
         np.copyto(roi, self._resized)
 
-        dst = self._hwc_view(out)
         if self._raw_uint8:
-            np.copyto(dst, self._canvas)
+            np.copyto(self._hwc_view(out), self._canvas)
         elif self._float_scratch is not None:
             scratch = self._float_scratch
-            np.subtract(self._canvas, self._mean, out=scratch)
-            np.multiply(scratch, self._inv_std, out=scratch)
+            self._normalise_hwc(scratch)
             assert self.spec.quant is not None
             info = np.iinfo(self.spec.dtype)  # type: ignore[type-var]
             np.divide(scratch, np.float32(self.spec.quant.scale), out=scratch)
             np.rint(scratch, out=scratch)
             np.add(scratch, np.float32(self.spec.quant.zero_point), out=scratch)
             np.clip(scratch, info.min, info.max, out=scratch)
-            np.copyto(dst, scratch, casting="unsafe")
+            np.copyto(self._hwc_view(out), scratch, casting="unsafe")
+        elif self.spec.layout == "NCHW":
+            # Broadcasting a 3-element mean over interleaved pixels runs numpy's inner loop 3
+            # elements at a time (7 ms at 640x640); per plane it is a scalar op (0.7 ms).
+            cv2.split(self._canvas, self._planes)
+            for c, plane in enumerate(self._planes):
+                dst = out[0, c]
+                np.subtract(plane, self._mean[c], out=dst, casting="unsafe")
+                np.multiply(dst, self._inv_std[c], out=dst, casting="unsafe")
         else:
-            np.subtract(self._canvas, self._mean, out=dst, casting="unsafe")
-            np.multiply(dst, self._inv_std, out=dst, casting="unsafe")
+            self._normalise_hwc(out[0])
         return box
+
+    def _normalise_hwc(self, dst: np.ndarray) -> None:
+        """``(canvas - mean) / std`` into a contiguous (H, W, 3) float array."""
+        if self._uniform:
+            flat = dst.reshape(-1)
+            np.subtract(self._canvas.reshape(-1), self._mean[0], out=flat, casting="unsafe")
+            np.multiply(flat, self._inv_std[0], out=flat, casting="unsafe")
+        else:
+            # OpenCV handles interleaved channels with a per-channel scalar natively.
+            _CV.subtract(self._canvas, (*self.fmt.mean, 0.0), dst=dst, dtype=cv2.CV_32F)
+            _CV.multiply(dst, (*(float(v) for v in self._inv_std), 1.0), dst=dst)
