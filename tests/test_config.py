@@ -130,3 +130,13 @@ def test_schema_command_prints_json_schema(capsys: pytest.CaptureFixture[str]) -
     schema = json.loads(capsys.readouterr().out)
     assert schema["additionalProperties"] is False
     assert {"models", "cameras", "rules", "mqtt", "state_dir"} <= set(schema["properties"])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    os.environ.setdefault("CAM_USER", "viewer")
+    os.environ.setdefault("CAM_PASS", "secret")
+    assert main(["check-config", str(path)]) == 0, capsys.readouterr().err
+    assert "secret" not in capsys.readouterr().out
