@@ -76,3 +76,22 @@ def test_max_frames_stops_early(models_dir: Path, demo_clip: Path, broker: Broke
     out = run_demo(broker, tmp_path / "s", demo_clip, "--max-frames", "50", "--set", "mqtt.enabled=false")
     assert out.returncode == 0, out.stderr
     assert "stopped (max frames (50))" in out.stderr
+
+
+def test_sigterm_stops_cleanly_with_exit_0(models_dir: Path, demo_clip: Path, broker: Broker, subscriber: Subscriber, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        ["edge", "run", "configs/demo.yaml", "--set", f"mqtt.port={broker.port}", "--set", f"state_dir={tmp_path}",
+         "--set", f"cameras.entrance.source.path={demo_clip}", "--set", "cameras.entrance.source.loop=true"],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )
+    assert subscriber.wait_for("edge/demo/events", 1, timeout=60), "no event before SIGTERM"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "received SIGTERM: stopping" in err and "stopped (SIGTERM)" in err
+    assert subscriber.wait_for("edge/demo/available", 2)[-1] == b"stopped"
+    assert "threads still running" not in err

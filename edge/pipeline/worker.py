@@ -85,6 +85,8 @@ class InferenceWorker(threading.Thread):
         self.wake = threading.Event()
         self.stop_event = threading.Event()
         self.processed = 0
+        self.batches = 0  # inferences that served more than one camera
+        self.batched_frames = 0
         self.error: str | None = None
         self._timing = _Timing()
         self._last_progress = time.monotonic()
@@ -155,6 +157,9 @@ class InferenceWorker(threading.Thread):
         if self._async is not None:
             self._loop_async()
             return
+        if self.model.input_spec.has_dynamic_batch and len(self.channels) > 1:
+            self._loop_batched()
+            return
         while True:
             got = self._next_ready()
             if got is None:
@@ -169,6 +174,36 @@ class InferenceWorker(threading.Thread):
                 self._finish(ch, slot, outputs, time.perf_counter() - t0)
             finally:
                 ch.ring.release(slot)
+
+    def _loop_batched(self) -> None:
+        """Models with a dynamic batch axis: one inference for every camera with a frame ready."""
+        first = self.channels[0].ring.slots[0].tensor
+        batch = np.empty((len(self.channels), *first.shape[1:]), dtype=first.dtype)  # once, not per frame
+        while True:
+            taken = []
+            for ch in self.channels:
+                slot = ch.ring.take()
+                if slot is not None:
+                    taken.append((ch, slot))
+            if not taken:
+                if self._should_exit_when_idle():
+                    return
+                continue
+            self._idle = False
+            try:
+                for i, (_ch, slot) in enumerate(taken):
+                    batch[i] = slot.tensor[0]
+                t0 = time.perf_counter()
+                outputs = self.model.run_tensor(batch[: len(taken)])
+                per_frame = (time.perf_counter() - t0) / len(taken)
+                if len(taken) > 1:
+                    self.batches += 1
+                    self.batched_frames += len(taken)
+                for i, (ch, slot) in enumerate(taken):
+                    self._finish(ch, slot, [o[i : i + 1] for o in outputs], per_frame)
+            finally:
+                for ch, slot in taken:
+                    ch.ring.release(slot)
 
     def _loop_async(self) -> None:
         """Keep up to ``jobs`` slots in flight; finish them in submission order, so each
