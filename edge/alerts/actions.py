@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from edge.alerts.mqtt import MqttPublisher
+from edge.alerts.mqtt import MqttPublisher, state_payload
 from edge.alerts.payload import Alert, encode
 from edge.annotate import annotate
 from edge.types import Detections
@@ -39,6 +39,8 @@ class Action(Protocol):
 
 
 class MqttAction:
+    """Events into the durable outbox; the rule's retained state topic follows each event."""
+
     name = "mqtt"
 
     def __init__(self, publisher: MqttPublisher) -> None:
@@ -46,7 +48,12 @@ class MqttAction:
 
     def handle(self, env: EventEnvelope) -> None:
         p = env.payload
-        self.publisher.publish(Alert(p["id"], self.publisher.events_topic(), encode(p), qos=1))
+        self.publisher.enqueue(Alert(p["id"], self.publisher.events_topic(), encode(p), qos=1))
+        state = "on" if p["type"] == "new" else "off"
+        self.publisher.set_latest(
+            f"{self.publisher.base}/{p['camera']}/{p['rule']}/state",
+            state_payload(state, p["count"], p["ts"], p["id"]),
+        )
 
     def close(self) -> None:
         pass  # the publisher is closed by the app, after the dispatcher drains

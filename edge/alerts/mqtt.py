@@ -1,54 +1,86 @@
-"""MQTT publisher (paho-mqtt 2): LWT, retained availability and camera status, QoS 1 events.
+"""MQTT publisher (paho-mqtt 2) with the durable outbox behind it.
 
 Topics under ``<prefix>/<device>/``: ``available`` (retained; LWT ``offline``, ``online`` on
-every connect, ``stopped`` on clean shutdown), ``<camera>/status`` (retained), ``events``.
-While the broker is away paho keeps QoS 1 messages in memory and sends them after reconnect;
-the durable outbox (next layer) replaces that memory with disk.
+every connect, ``stopped`` on clean shutdown), ``<camera>/status`` and ``<camera>/<rule>/state``
+(retained, latest value, re-sent on every connect), ``stats`` (periodic) and ``events``
+(QoS 1, from the outbox).
+
+One sender thread is the only caller of ``client.publish``. It takes events from the outbox in
+order, keeps at most ``max_in_flight`` unacknowledged, and deletes each from the outbox when
+its PUBACK arrives. Message ids are registered right after ``publish`` returns, and PUBACKs
+reach the sender through a queue, so an early acknowledgement can never be missed or credited
+to another message. While the broker is away nothing is published: events wait on disk. After
+a reconnect paho re-sends what was in flight; anything still unacknowledged after
+``resend_after`` seconds is sent again from the outbox (same id: at-least-once).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
 import ssl
 import threading
 import time
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge.alerts.outbox import OutboxStore
 from edge.alerts.payload import Alert
 from edge.config.schema import MqttConfig
 
 log = logging.getLogger("edge.mqtt")
 
 
-class AlertPublisher(Protocol):
-    def publish(self, alert: Alert) -> None: ...
-
-    def set_status(self, camera: str, status: str) -> None: ...
-
-    def close(self, timeout: float) -> None: ...
+@dataclass(frozen=True)
+class _Latest:
+    topic: str
+    payload: bytes
+    retain: bool
 
 
 class MqttPublisher:
-    def __init__(self, cfg: MqttConfig) -> None:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        outbox: OutboxStore,
+        max_in_flight: int = 20,
+        resend_after: float = 15.0,
+    ) -> None:
         self.cfg = cfg
+        self.outbox = outbox
         self.base = f"{cfg.prefix}/{cfg.device}"
+        self.max_in_flight = max_in_flight
+        self.resend_after = resend_after
         self.connected = threading.Event()
-        self._lock = threading.Lock()
-        self._status: dict[str, str] = {}
-        self._unacked: set[int] = set()
-        self.published = 0
+        self.status = "connecting"
+        self.last_error: str | None = None
+        self.sent = 0
         self.acked = 0
+        self.resent = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._latest: dict[str, _Latest] = {}
+        self._latest_dirty: set[str] = set()
+        self._latest_lock = threading.Lock()
+        self._announce = threading.Event()
+        self._subscriptions: dict[str, Any] = {}
+        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox seq, sent at)
+        self._other_mids: set[int] = set()
+        self._connect_epoch = 0
+        self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
+
         protocol = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-{cfg.device}", protocol=protocol)
         client.will_set(f"{self.base}/available", "offline", qos=1, retain=True)
         if cfg.username:
-            password = cfg.password.get_secret_value() if cfg.password else None
-            client.username_pw_set(cfg.username, password)
+            client.username_pw_set(cfg.username, cfg.resolved_password())
         if cfg.tls is not None:
             client.tls_set(
                 ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
@@ -57,79 +89,207 @@ class MqttPublisher:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
             client.tls_insecure_set(cfg.tls.insecure)
+        client.max_inflight_messages_set(max_in_flight)
+        client.reconnect_delay_set(cfg.reconnect.initial, cfg.reconnect.max)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        client.reconnect_delay_set(1, 30)
+        client.on_message = self._on_message
         self.client = client
+
+    # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         self.client.loop_start()
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Send what the broker takes within ``timeout``, say ``stopped``, disconnect. Returns the
+        number of events left in the outbox (sent on the next start)."""
+        deadline = time.monotonic() + timeout
+        while self.connected.is_set() and self.outbox.depth and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.02)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(max(0.1, deadline - time.monotonic()) + 1)
+        if self.connected.is_set():
+            info = self.client.publish(f"{self.base}/available", "stopped", qos=1, retain=True)
+            try:
+                info.wait_for_publish(max(0.2, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        left = self.outbox.depth
+        if left:
+            log.warning("MQTT: %d event(s) kept in the outbox for the next start", left)
+        return left
+
+    # -- what other threads call -------------------------------------------------------------
+
+    def enqueue(self, alert: Alert) -> None:
+        """Durably store an event; the sender publishes it when it can."""
+        self.outbox.put(alert)
+        self._wake.set()
+
+    def set_latest(self, topic: str, payload: str | bytes, retain: bool = True) -> None:
+        """A latest-value message (status, state, stats): published now if connected, and the
+        latest value of every retained topic again on each reconnect."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        with self._latest_lock:
+            self._latest[topic] = _Latest(topic, data, retain)
+            self._latest_dirty.add(topic)
+        self._wake.set()
+
+    def set_status(self, camera: str, status: str) -> None:
+        self.set_latest(f"{self.base}/{camera}/status", status)
+
+    def subscribe(self, topic: str, handler: Any) -> None:
+        """``handler(topic, payload)`` is called from paho's thread; (re)subscribed on connect."""
+        self._subscriptions[topic] = handler
+        if self.connected.is_set():
+            self.client.subscribe(topic, qos=1)
+
+    def events_topic(self) -> str:
+        return f"{self.base}/events"
+
+    # -- paho callbacks (network thread): record and wake the sender ---------------------
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
     ) -> None:
         if reason.is_failure:
-            log.error("MQTT %s:%s refused the connection: %s", self.cfg.host, self.cfg.port, reason)
+            self.status = f"refused: {reason}"
+            self.last_error = str(reason)
+            log.error(
+                "MQTT %s:%s refused the connection: %s (events stay in the outbox)",
+                self.cfg.host, self.cfg.port, reason,
+            )  # fmt: skip
             return
+        self.status = "connected"
+        self.last_error = None
         log.info("MQTT connected to %s:%s", self.cfg.host, self.cfg.port)
-        client.publish(f"{self.base}/available", "online", qos=1, retain=True)
-        with self._lock:
-            statuses = dict(self._status)
-        for camera, status in statuses.items():
-            client.publish(f"{self.base}/{camera}/status", status, qos=1, retain=True)
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
+        self._connect_epoch += 1
         self.connected.set()
+        self._announce.set()
+        self._wake.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.status = "unreachable"
+        self.last_error = "connection failed (network, TLS or certificate)"
+        log.warning(
+            "MQTT cannot connect to %s:%s: %s; retrying, events stay in the outbox",
+            self.cfg.host, self.cfg.port, self.last_error,
+        )  # fmt: skip
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
     ) -> None:
+        was = self.connected.is_set()
         self.connected.clear()
-        if reason.value != 0:
-            log.warning(
-                "MQTT disconnected from %s:%s: %s; reconnecting", self.cfg.host, self.cfg.port, reason
-            )
+        if was and reason.value != 0:
+            self.status = "disconnected"
+            log.warning("MQTT lost %s:%s: %s; reconnecting", self.cfg.host, self.cfg.port, reason)
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Properties | None
     ) -> None:
-        with self._lock:
-            if mid in self._unacked:
-                self._unacked.discard(mid)
-                self.acked += 1
+        self._acks.put(mid)
+        self._wake.set()
 
-    def publish(self, alert: Alert) -> None:
-        with self._lock:
-            info = self.client.publish(alert.topic, alert.payload, qos=alert.qos, retain=alert.retain)
-            if alert.qos > 0:
-                self._unacked.add(info.mid)
-            self.published += 1
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        for pattern, handler in self._subscriptions.items():
+            if mqtt.topic_matches_sub(pattern, msg.topic):
+                try:
+                    handler(msg.topic, msg.payload)
+                except Exception:
+                    log.exception("handler for %s failed", msg.topic)
 
-    def events_topic(self) -> str:
-        return f"{self.base}/events"
+    # -- the sender thread ---------------------------------------------------------------
 
-    def set_status(self, camera: str, status: str) -> None:
-        with self._lock:
-            self._status[camera] = status
-        self.client.publish(f"{self.base}/{camera}/status", status, qos=1, retain=True)
+    def _run(self) -> None:
+        last_seq = 0  # highest outbox seq handed to paho in this process
+        epoch = 0
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self._drain_acks()
+            if not self.connected.is_set():
+                continue
+            if self._announce.is_set():
+                self._announce.clear()
+                self._publish_other(f"{self.base}/available", b"online", retain=True)
+                with self._latest_lock:
+                    self._latest_dirty = {t for t, m in self._latest.items() if m.retain}
+            if epoch != self._connect_epoch:
+                epoch = self._connect_epoch
+                reconnected_at = time.monotonic()
+                # paho re-sends what was in flight; give it `resend_after`, then resend ourselves.
+                self._inflight = {m: (s, reconnected_at) for m, (s, _t) in self._inflight.items()}
+            self._publish_latest()
+            last_seq = self._resend_stale(last_seq)
+            room = self.max_in_flight - len(self._inflight)
+            if room <= 0:
+                continue
+            rows = self.outbox.pending(room, after_seq=last_seq)
+            for row in rows:
+                if not self.connected.is_set():
+                    break
+                info = self.client.publish(
+                    row.alert.topic, row.alert.payload, qos=row.alert.qos, retain=row.alert.retain
+                )
+                self._inflight[info.mid] = (row.seq, time.monotonic())
+                self.sent += 1
+                last_seq = row.seq
+            if rows:
+                self._wake.set()  # more may be waiting
+            self._drain_acks()
 
-    @property
-    def unacked(self) -> int:
-        with self._lock:
-            return len(self._unacked)
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Wait up to ``timeout`` for unacknowledged events, say ``stopped``, disconnect."""
-        deadline = time.monotonic() + timeout
-        while self.unacked and self.connected.is_set() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if self.unacked:
-            log.warning("MQTT: %d event(s) not acknowledged at shutdown", self.unacked)
-        if self.connected.is_set():
-            info = self.client.publish(f"{self.base}/available", "stopped", qos=1, retain=True)
+    def _drain_acks(self) -> None:
+        while True:
             try:
-                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-            except (RuntimeError, ValueError):
-                pass
-        self.client.disconnect()
-        self.client.loop_stop()
+                mid = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            entry = self._inflight.pop(mid, None)
+            if entry is not None:
+                self.outbox.ack(entry[0])
+                self.acked += 1
+            else:
+                self._other_mids.discard(mid)
+
+    def _resend_stale(self, last_seq: int) -> int:
+        now = time.monotonic()
+        stale = [m for m, (_s, t) in self._inflight.items() if now - t > self.resend_after]
+        if not stale:
+            return last_seq
+        seqs = sorted(self._inflight[m][0] for m in stale)
+        for m in stale:
+            del self._inflight[m]
+        self.resent += len(seqs)
+        log.warning(
+            "MQTT: %d event(s) unacknowledged for %.0f s; sending them again", len(seqs), self.resend_after
+        )
+        return min(last_seq, seqs[0] - 1)
+
+    def _publish_other(self, topic: str, payload: bytes, retain: bool) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        self._other_mids.add(info.mid)
+
+    def _publish_latest(self) -> None:
+        with self._latest_lock:
+            dirty = [self._latest[t] for t in self._latest_dirty]
+            self._latest_dirty.clear()
+        for msg in dirty:
+            self._publish_other(msg.topic, msg.payload, msg.retain)
+
+
+def state_payload(state: str, count: int, since: str, event_id: str | None) -> bytes:
+    return json.dumps(
+        {"schema": 1, "state": state, "count": count, "since": since, "event": event_id}, sort_keys=True
+    ).encode()

@@ -201,6 +201,24 @@ class TlsConfig(Strict):
     insecure: bool = Field(False, description="Skip the broker hostname check (never in production).")
 
 
+class OutboxConfig(Strict):
+    """The durable outbox: alerts wait here (on disk) until the broker acknowledges them."""
+
+    max_messages: int = Field(100_000, ge=10)
+    max_bytes: int = Field(256 * 1024 * 1024, ge=64 * 1024, description="Payload bytes kept at most.")
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="FULL: every alert is on disk before it is published (survives power loss). "
+        "NORMAL: faster, survives a crash of the process but may lose the last alerts on power loss.",
+    )
+    max_in_flight: int = Field(20, ge=1, le=1000)
+
+
+class HomeAssistantConfig(Strict):
+    enabled: bool = False
+    prefix: str = "homeassistant"
+
+
 class MqttConfig(Strict):
     enabled: bool = True
     host: str = "localhost"
@@ -209,9 +227,22 @@ class MqttConfig(Strict):
     prefix: str = "edge"
     username: str | None = None
     password: SecretStr | None = None
+    password_file: Path | None = Field(None, description="Read the password from this file (mode 0600).")
     tls: TlsConfig | None = None
     protocol: Literal["3.1.1", "5"] = "5"
     keepalive: int = Field(30, ge=5, le=3600)
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    stats_interval: Seconds = Field(30.0, description="How often figures go to the stats topic.")
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+
+    def resolved_password(self) -> str | None:
+        """The password from ``password`` or ``password_file`` (never logged)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return None
 
 
 class SnapshotConfig(Strict):

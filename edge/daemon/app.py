@@ -8,6 +8,7 @@ line per camera every ``status_interval``, and ends on SIGINT/SIGTERM, ``max_fra
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import signal
@@ -16,14 +17,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from edge.alerts.actions import Action, ActionDispatcher, EventLogAction, MqttAction, SnapshotAction
-from edge.alerts.mqtt import MqttPublisher
+from edge.alerts.homeassistant import Discovery
+from edge.alerts.mqtt import MqttPublisher, state_payload
+from edge.alerts.outbox import OutboxStore
+from edge.alerts.payload import iso_utc
 from edge.buffer.ring import FrameRing
 from edge.capture.sources import OpenCvSource
 from edge.capture.thread import Backoff, CameraState, CaptureThread
 from edge.config import LoadedConfig
-from edge.config.schema import FileSource
+from edge.config.schema import CameraConfig, FileSource
 from edge.inference import LoadedModel, decode_overrides, load_model, runner_options
 from edge.models import default_search_dirs
 from edge.pipeline.worker import CameraChannel, InferenceWorker
@@ -65,6 +70,8 @@ class Application:
     captures: dict[str, CaptureThread] = field(default_factory=dict)
     channels: dict[str, CameraChannel] = field(default_factory=dict)
     publisher: MqttPublisher | None = None
+    outbox: OutboxStore | None = None
+    flush_timeout: float = 5.0
     dispatcher: ActionDispatcher | None = None
     _signals: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
     _started: float = 0.0
@@ -94,7 +101,12 @@ class Application:
 
         actions: list[Action] = []
         if cfg.mqtt.enabled:
-            self.publisher = MqttPublisher(cfg.mqtt)
+            ob = cfg.mqtt.outbox
+            self.outbox = OutboxStore(self.state_dir, ob.max_messages, ob.max_bytes, ob.synchronous)
+            pending = self.outbox.stats()
+            if pending.depth:
+                log.info("outbox: %d event(s) from an earlier run wait to be sent", pending.depth)
+            self.publisher = MqttPublisher(cfg.mqtt, self.outbox, max_in_flight=ob.max_in_flight)
             actions.append(MqttAction(self.publisher))
         if cfg.actions.event_log:
             actions.append(EventLogAction(self.state_dir / "events.jsonl"))
@@ -132,6 +144,7 @@ class Application:
             worker.add_camera(channel)
 
         if self.publisher is not None:
+            self._announce_states(cameras)
             self.publisher.start()
         self.dispatcher.start()
         for worker in self.workers.values():
@@ -140,6 +153,65 @@ class Application:
             capture.start()
         log.info("started: %d camera(s), %d model(s), state in %s", len(self.captures), len(self.models),
                  self.state_dir)  # fmt: skip
+
+    def _announce_states(self, cameras: dict[str, CameraConfig]) -> None:
+        """Initial retained values: each rule idle, and Home Assistant discovery when enabled."""
+        assert self.publisher is not None
+        cfg = self.loaded.config
+        pairs = [(cam, rule) for rule, rc in cfg.rules.items() for cam in rc.cameras if cam in cameras]
+        now = iso_utc(time.time())
+        for cam, rule in pairs:
+            self.publisher.set_latest(
+                f"{self.publisher.base}/{cam}/{rule}/state", state_payload("off", 0, now, None)
+            )
+        ha = cfg.mqtt.homeassistant
+        if ha.enabled:
+            Discovery(self.publisher, ha.prefix, cfg.mqtt.device, pairs, self.state_dir).start()
+
+    def stats_payload(self) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        cameras = {}
+        for name, capture in self.captures.items():
+            s, ch = capture.stats(), self.channels[name]
+            cameras[name] = {
+                "state": s.state,
+                "frames_read": s.frames_read,
+                "processed": ch.processed,
+                "fps_in": round(s.frames_read / elapsed, 2),
+                "fps_processed": round(ch.processed / elapsed, 2),
+                "skipped": s.frames_skipped,
+                "dropped": s.frames_dropped,
+                "reconnects": s.reconnects,
+                "last_frame_age": None if s.last_frame_age is None else round(s.last_frame_age, 3),
+                "events": ch.events,
+            }
+        models = {
+            name: {"inference_ms": round(w.stats().infer_ms_avg, 3), "processed": w.processed}
+            for name, w in self.workers.items()
+        }
+        out: dict[str, Any] = {
+            "schema": 1,
+            "device": self.loaded.config.mqtt.device,
+            "ts": iso_utc(time.time()),
+            "uptime": round(elapsed, 1),
+            "cameras": cameras,
+            "models": models,
+        }
+        if self.outbox is not None and self.publisher is not None:
+            o = self.outbox.stats()
+            age = None if o.oldest_age is None else round(o.oldest_age, 1)
+            out["outbox"] = {"depth": o.depth, "bytes": o.bytes, "dropped": o.dropped, "oldest_age": age}
+            out["mqtt"] = {
+                "status": self.publisher.status,
+                "sent": self.publisher.sent,
+                "acked": self.publisher.acked,
+            }
+        return out
+
+    def publish_stats(self) -> None:
+        if self.publisher is not None:
+            payload = json.dumps(self.stats_payload(), sort_keys=True)
+            self.publisher.set_latest(f"{self.publisher.base}/stats", payload, retain=False)
 
     def _on_camera_state(self, camera: str, state: CameraState) -> None:
         if self.publisher is not None:
@@ -160,6 +232,8 @@ class Application:
     def run(self) -> RunResult:
         interval = self.loaded.config.status_interval
         next_status = time.monotonic() + interval
+        stats_interval = self.loaded.config.mqtt.stats_interval
+        next_stats = time.monotonic() + min(stats_interval, 2.0)
         reason = "finished"
         while True:
             try:
@@ -173,6 +247,9 @@ class Application:
             if now >= next_status:
                 self.log_status()
                 next_status = now + interval
+            if now >= next_stats:
+                self.publish_stats()
+                next_stats = now + stats_interval
             if self.max_frames is not None and self.frames_processed() >= self.max_frames:
                 reason = f"max frames ({self.max_frames})"
                 break
@@ -215,7 +292,10 @@ class Application:
         if self.dispatcher is not None and self.dispatcher.is_alive():
             self.dispatcher.close(timeout)
         if self.publisher is not None:
-            self.publisher.close(timeout=5.0)
+            self.publish_stats()
+            self.publisher.close(timeout=self.flush_timeout)
+        if self.outbox is not None:
+            self.outbox.close()
         for model in self.models.values():
             model.close()
         leaked = [

@@ -1,0 +1,112 @@
+"""Home Assistant MQTT discovery (opt-in).
+
+Per (rule, camera): a ``binary_sensor`` (on while the rule is active) and a ``sensor`` (the
+number of matching detections), both reading the retained ``<camera>/<rule>/state`` topic and
+sharing one device. Configs are retained under ``<prefix>/<component>/<device>/<object>/config``
+and published again whenever Home Assistant announces ``online`` on ``<prefix>/status``. The
+topics published are remembered in the state directory, so entities of rules that were deleted
+from the config are removed (an empty retained payload) at the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from edge import __version__
+
+log = logging.getLogger("edge.homeassistant")
+
+REMEMBERED = "homeassistant_topics.json"
+
+
+def object_id(camera: str, rule: str, kind: str) -> str:
+    return f"{camera}_{rule}_{kind}".replace("-", "_")
+
+
+def discovery_messages(
+    prefix: str, base: str, device: str, pairs: Iterable[tuple[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """``{config topic: config payload}`` for every (camera, rule) pair."""
+    dev = {
+        "identifiers": [f"edge_{device}"],
+        "name": f"edge {device}",
+        "manufacturer": "edge",
+        "model": "edge-runtime",
+        "sw_version": __version__,
+    }
+    availability = [
+        {
+            "topic": f"{base}/available",
+            "value_template": "{{ 'online' if value == 'online' else 'offline' }}",
+        }
+    ]
+    out: dict[str, dict[str, Any]] = {}
+    for camera, rule in pairs:
+        state_topic = f"{base}/{camera}/{rule}/state"
+        occupancy = object_id(camera, rule, "active")
+        out[f"{prefix}/binary_sensor/{device}/{occupancy}/config"] = {
+            "name": f"{camera} {rule}",
+            "unique_id": f"edge_{device}_{occupancy}",
+            "object_id": f"edge_{device}_{occupancy}",
+            "state_topic": state_topic,
+            "value_template": "{{ value_json.state }}",
+            "payload_on": "on",
+            "payload_off": "off",
+            "device_class": "occupancy",
+            "availability": availability,
+            "device": dev,
+        }
+        count = object_id(camera, rule, "count")
+        out[f"{prefix}/sensor/{device}/{count}/config"] = {
+            "name": f"{camera} {rule} count",
+            "unique_id": f"edge_{device}_{count}",
+            "object_id": f"edge_{device}_{count}",
+            "state_topic": state_topic,
+            "value_template": "{{ value_json.count }}",
+            "state_class": "measurement",
+            "availability": availability,
+            "device": dev,
+        }
+    return out
+
+
+class Discovery:
+    """Publishes discovery configs through the publisher's latest-value channel."""
+
+    def __init__(
+        self, publisher: Any, prefix: str, device: str, pairs: list[tuple[str, str]], state_dir: Path
+    ):
+        self.publisher = publisher
+        self.prefix = prefix
+        self.messages = discovery_messages(prefix, publisher.base, device, pairs)
+        self.remembered = state_dir / REMEMBERED
+
+    def start(self) -> list[str]:
+        """Publish every config, remove entities no longer configured; returns removed topics."""
+        previous: set[str] = set()
+        if self.remembered.exists():
+            try:
+                previous = set(json.loads(self.remembered.read_text()))
+            except ValueError:
+                log.warning("%s is not valid JSON; not removing old entities", self.remembered)
+        removed = sorted(previous - set(self.messages))
+        for topic in removed:
+            self.publisher.set_latest(topic, b"", retain=True)
+            log.info("Home Assistant: removing %s (rule or camera no longer configured)", topic)
+        self.publish_all()
+        self.remembered.write_text(json.dumps(sorted(self.messages)))
+        self.publisher.subscribe(f"{self.prefix}/status", self._on_status)
+        return removed
+
+    def publish_all(self) -> None:
+        for topic, payload in self.messages.items():
+            self.publisher.set_latest(topic, json.dumps(payload, sort_keys=True), retain=True)
+
+    def _on_status(self, _topic: str, payload: bytes) -> None:
+        if payload.strip() == b"online":
+            log.info("Home Assistant came online: publishing discovery again")
+            self.publish_all()
