@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bare-runs", type=int, default=200)
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("outbox", help="alerts waiting to be sent: stats, list, purge")
+    p.add_argument("action", choices=["stats", "list", "purge"])
+    p.add_argument("state_dir", type=Path)
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--yes", action="store_true", help="confirm purge")
+
     sub.add_parser("schema", help="print the config's JSON schema")
 
     p = sub.add_parser("models", help="fetch or list model packages")
@@ -121,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )  # fmt: skip
             print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
             return 0
+        if args.command == "outbox":
+            from edge.commands.outbox import cmd_outbox
+
+            return cmd_outbox(args.action, args.state_dir, args.limit, args.json, args.yes)
         if args.command == "schema":
             from edge.config.schema import EdgeConfig
 

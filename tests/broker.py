@@ -3,7 +3,9 @@ records what it receives."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -23,14 +25,30 @@ def free_port() -> int:
 
 @dataclass
 class Broker:
+    """``persistent``: sessions and queued messages are saved (every second and on SIGTERM), so a
+    subscriber with a persistent session misses nothing across a broker restart."""
+
     folder: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    persistent: bool = False
+    extra: str = ""
 
     def start(self) -> Broker:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         conf = self.folder / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        lines = [f"listener {self.port} 127.0.0.1"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else it drops to 'mosquitto' and cannot write our tmp files
+        if self.extra:
+            lines.append(self.extra)
+        else:
+            lines.append("allow_anonymous true")
+        if self.persistent:
+            lines += ["persistence true", f"persistence_location {self.folder}/", "autosave_interval 1"]
+        else:
+            lines.append("persistence false")
+        conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -41,9 +59,9 @@ class Broker:
                 time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not start on port {self.port}")
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:
-            self.proc.terminate()
+            self.proc.send_signal(sig)
             self.proc.wait(10)
             self.proc = None
 
@@ -51,11 +69,15 @@ class Broker:
 class Subscriber:
     """Subscribes to ``topic`` and keeps (topic, payload, retain) in arrival order."""
 
-    def __init__(self, port: int, topic: str = "#") -> None:
+    def __init__(self, port: int, topic: str = "#", persistent_id: str | None = None) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}-{time.monotonic_ns()}")
+        if persistent_id:  # a persistent session: the broker queues QoS 1 messages while we are away
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=persistent_id, clean_session=False)
+        else:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}-{time.monotonic_ns()}")
+        self.client.reconnect_delay_set(1, 1)
         self.client.on_connect = lambda c, *_: (c.subscribe(topic, qos=1), None)[1]
         self.client.on_subscribe = lambda *_: self._ready.set()
         self.client.on_message = self._on_message

@@ -163,12 +163,15 @@ class OutboxStore:
         return int(self._depth)
 
     def stats(self) -> OutboxStats:
+        """Counted in the database, so it is right even while another process writes to it."""
         with self._lock:
             dropped = self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0]
-            oldest = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]
+            depth, size, oldest = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(created) FROM outbox"
+            ).fetchone()
         return OutboxStats(
-            depth=int(self._depth),
-            bytes=int(self._bytes),
+            depth=int(depth),
+            bytes=int(size),
             dropped=int(dropped),
             oldest_age=None if oldest is None else max(0.0, time.time() - float(oldest)),
             path=str(self.path),
