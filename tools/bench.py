@@ -111,6 +111,60 @@ def bench_runners(models: list[str], n: int, image: Path | None) -> list[RunnerR
     return results
 
 
+def bench_alerts(host: str, port: int, n: int, state: Path) -> list[dict[str, object]]:
+    """Alerts/s to a broker until every PUBACK is in: paho alone (no outbox) against the
+    outbox with synchronous=FULL and NORMAL."""
+    import shutil
+    import time as _time
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge.alerts.mqtt import MqttPublisher
+    from edge.alerts.outbox import OutboxStore
+    from edge.alerts.payload import Alert
+    from edge.config.schema import MqttConfig
+
+    payload = json.dumps({"schema": 1, "pad": "x" * 400}).encode()  # about the size of an event
+    rows: list[dict[str, object]] = []
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw")
+    client.max_inflight_messages_set(20)
+    client.connect(host, port)
+    client.loop_start()
+    t0 = _time.perf_counter()
+    infos = [client.publish("bench/raw", payload, qos=1) for _ in range(n)]
+    for info in infos:
+        info.wait_for_publish(60)
+    dt = _time.perf_counter() - t0
+    client.disconnect()
+    client.loop_stop()
+    rows.append({"mode": "paho only (no outbox: lost on restart)", "alerts": n, "seconds": round(dt, 3),
+                 "alerts_per_s": round(n / dt, 1)})  # fmt: skip
+
+    for sync in ("FULL", "NORMAL"):
+        folder = state / f"outbox-{sync}"
+        shutil.rmtree(folder, ignore_errors=True)
+        store = OutboxStore(folder, synchronous=sync)  # type: ignore[arg-type]
+        cfg = MqttConfig.model_validate({"host": host, "port": port, "device": f"bench{sync.lower()}"})
+        pub = MqttPublisher(cfg, store)
+        pub.start()
+        pub.connected.wait(10)
+        t0 = _time.perf_counter()
+        for i in range(n):
+            pub.enqueue(Alert(f"{i:032x}", "bench/outbox", payload))
+        t_put = _time.perf_counter() - t0
+        while store.depth:
+            _time.sleep(0.001)
+        dt = _time.perf_counter() - t0
+        pub.close(2)
+        per_alert = round(1000 * t_put / n, 3)
+        rows.append({"mode": f"outbox synchronous={sync}", "alerts": n, "seconds": round(dt, 3),
+                     "alerts_per_s": round(n / dt, 1), "store_ms_per_alert": per_alert})  # fmt: skip
+        store.close()
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -121,7 +175,16 @@ def main() -> int:
     p.add_argument("-n", type=int, default=50)
     p.add_argument("--image", type=Path, help="default: scikit-image's astronaut")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("alerts", help="alerts/s to a local broker: outbox on (FULL, NORMAL) vs off")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("-n", type=int, default=2000)
+    p.add_argument("--state", type=Path, default=Path("state/bench"))
     args = parser.parse_args()
+    if args.command == "alerts":
+        for row in bench_alerts(args.host, args.port, args.n, args.state):
+            print(json.dumps(row))
+        return 0
     results = bench_runners(args.model, args.n, args.image)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
