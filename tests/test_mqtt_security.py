@@ -57,16 +57,16 @@ def tls_broker(pki: dict[str, Path], tmp_path: Path):  # type: ignore[no-untyped
     broker.stop()
 
 
-def cfg(port: int, ca: Path, password: str) -> MqttConfig:
+def cfg(port: int, ca: Path, password: str, protocol: str = "5") -> MqttConfig:
     return MqttConfig.model_validate({
         "host": "127.0.0.1", "port": port, "device": "secure", "username": "edge", "password": password,
-        "tls": {"ca_file": str(ca)}, "reconnect": {"initial": 0.2, "max": 1},
+        "tls": {"ca_file": str(ca)}, "reconnect": {"initial": 0.2, "max": 1}, "protocol": protocol,
     })
 
 
 def tls_subscriber(port: int, ca: Path) -> tuple[mqtt.Client, list[bytes]]:
     got: list[bytes] = []
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sec-sub")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sec-sub-{time.monotonic_ns()}")
     c.username_pw_set("edge", "right-password")
     c.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
     c.on_message = lambda _c, _u, m: got.append(m.payload)
@@ -92,10 +92,11 @@ def wait(cond, timeout: float = 10) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def test_tls_with_password_delivers(tls_broker: Broker, pki: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_tls_with_password_delivers(protocol: str, tls_broker: Broker, pki: dict[str, Path], tmp_path: Path) -> None:
     sub, got = tls_subscriber(tls_broker.port, pki["ca"])
     outbox = OutboxStore(tmp_path / "state")
-    pub = MqttPublisher(cfg(tls_broker.port, pki["ca"], "right-password"), outbox)
+    pub = MqttPublisher(cfg(tls_broker.port, pki["ca"], "right-password", protocol), outbox)
     pub.start()
     try:
         assert wait(pub.connected.is_set)
