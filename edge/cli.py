@@ -11,6 +11,7 @@ from pathlib import Path
 
 from edge import __version__
 from edge.errors import ConfigError, EdgeError
+from edge.logs import setup_logging
 
 log = logging.getLogger("edge")
 
@@ -27,6 +28,7 @@ def _add_runner_options(p: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Offline-first inference for cameras.")
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
+    parser.add_argument("--log-format", choices=["text", "json"], help="default: the config's, else text")
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="default: the config's, else info"
     )
@@ -87,21 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(level: str | None) -> None:
-    """Plain lines on stderr (journald adds time and unit); URL credentials always masked."""
-    from edge.capture.redact import RedactingFilter
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel((level or "info").upper())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format or "text")
     try:
         if args.command == "probe":
             from edge.commands.probe import cmd_probe
@@ -118,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from edge.commands.run import cmd_run
 
-            return cmd_run(args.config, args.overrides, args.max_frames, args.duration, args.log_level)
+            return cmd_run(
+                args.config, args.overrides, args.max_frames, args.duration, args.log_level, args.log_format
+            )
         if args.command == "bench":
             from edge.bench import format_report, run_bench
 

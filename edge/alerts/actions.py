@@ -111,7 +111,7 @@ class ActionDispatcher(threading.Thread):
     def __init__(self, actions: list[Action], maxsize: int = 10000) -> None:
         super().__init__(name="actions", daemon=True)
         self.actions = actions
-        self._queue: queue.Queue[EventEnvelope | None] = queue.Queue(maxsize)
+        self._queue: queue.Queue[EventEnvelope | list[Action] | None] = queue.Queue(maxsize)
         self.handled = 0
         self.failures: dict[str, int] = {a.name: 0 for a in actions}
         self.dropped = 0
@@ -123,6 +123,10 @@ class ActionDispatcher(threading.Thread):
             self.dropped += 1
             log.error("action queue full: event %s dropped (%d so far)", env.payload["id"], self.dropped)
 
+    def replace_actions(self, actions: list[Action]) -> None:
+        """Swap the actions (config reload) in order with the events already queued."""
+        self._queue.put(actions)
+
     @property
     def pending(self) -> int:
         return self._queue.qsize()
@@ -132,6 +136,12 @@ class ActionDispatcher(threading.Thread):
             env = self._queue.get()
             if env is None:
                 break
+            if isinstance(env, list):  # a reload: swap between two events, close the old ones
+                old, self.actions = self.actions, env
+                for action in old:
+                    action.close()
+                self.failures.update({a.name: self.failures.get(a.name, 0) for a in env})
+                continue
             for action in self.actions:
                 try:
                     action.handle(env)

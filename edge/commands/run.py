@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edge.config import load_config
 from edge.daemon.app import Application
+from edge.logs import setup_logging
 
 log = logging.getLogger("edge")
 
@@ -18,11 +19,11 @@ def cmd_run(
     max_frames: int | None,
     duration: float | None,
     log_level: str | None,
+    log_format: str | None = None,
 ) -> int:
     loaded = load_config(config, overrides)
-    if log_level is None:
-        logging.getLogger().setLevel(loaded.config.log_level.upper())
-    app = Application(loaded, max_frames=max_frames, duration=duration)
+    setup_logging(log_level or loaded.config.log_level, log_format or loaded.config.log_format)
+    app = Application(loaded, max_frames=max_frames, duration=duration, overrides=tuple(overrides))
     app.install_signal_handlers()
     try:
         app.start()

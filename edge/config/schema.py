@@ -256,12 +256,36 @@ class ActionsConfig(Strict):
     snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
 
 
+class MetricsConfig(Strict):
+    """Opt-in Prometheus endpoint; only a loopback address is allowed (no open ports)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535, description="0 picks a free port.")
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, host: str) -> str:
+        import ipaddress
+
+        if host == "localhost":
+            return host
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                return host
+        except ValueError:
+            pass
+        raise ValueError(f"metrics listen on a loopback address only (127.0.0.1, ::1), not {host!r}")
+
+
 class EdgeConfig(Strict):
     """Top level of an edge config file."""
 
     state_dir: Path = Field(Path("/var/lib/edge"), description="Everything the daemon writes lives here.")
     models_dir: Path | None = Field(None, description="Extra folder searched first for model packages.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     models: dict[Name, ModelConfig] = Field(min_length=1)
     cameras: dict[Name, CameraConfig] = Field(default_factory=dict)
     rules: dict[Name, RuleConfig] = Field(default_factory=dict)

@@ -7,6 +7,7 @@ the slot. This is the one place where the stages meet.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -25,6 +26,8 @@ from edge.rules.engine import Event, FrameInfo, RuleEngine
 from edge.runners.openvino import AsyncInfer
 
 log = logging.getLogger("edge.pipeline")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)  # seconds
 
 
 @dataclass
@@ -85,6 +88,9 @@ class InferenceWorker(threading.Thread):
         self.wake = threading.Event()
         self.stop_event = threading.Event()
         self.processed = 0
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # Prometheus histogram, +Inf last
+        self.latency_sum = 0.0
+        self.event_counts: dict[tuple[str, str, str], int] = {}
         self.batches = 0  # inferences that served more than one camera
         self.batched_frames = 0
         self.error: str | None = None
@@ -98,7 +104,10 @@ class InferenceWorker(threading.Thread):
             self._async = make_async(async_jobs)
 
     def add_camera(self, channel: CameraChannel) -> None:
-        self.channels.append(channel)
+        self.channels = [*self.channels, channel]
+
+    def remove_camera(self, name: str) -> None:
+        self.channels = [c for c in self.channels if c.name != name]
 
     def stats(self) -> WorkerStats:
         t = self._timing
@@ -133,9 +142,10 @@ class InferenceWorker(threading.Thread):
 
     def _next_ready(self) -> tuple[CameraChannel, Slot] | None:
         """Round-robin over the cameras, starting after the last one served."""
-        n = len(self.channels)
+        channels = self.channels  # a reload replaces the list; never mutates it
+        n = len(channels)
         for i in range(n):
-            ch = self.channels[(self._rr + i) % n]
+            ch = channels[(self._rr + i) % n]
             slot = ch.ring.take()
             if slot is not None:
                 self._rr = (self._rr + i + 1) % n
@@ -145,9 +155,10 @@ class InferenceWorker(threading.Thread):
     def _should_exit_when_idle(self) -> bool:
         self._idle = True
         self._last_progress = time.monotonic()
-        if all(ch.finished for ch in self.channels):
+        channels = self.channels
+        if channels and all(ch.finished for ch in channels):
             return True
-        if self.stop_event.is_set() and all(ch.ring.pending == 0 for ch in self.channels):
+        if self.stop_event.is_set() and all(ch.ring.pending == 0 for ch in channels):
             return True
         self.wake.wait(0.05)
         self.wake.clear()
@@ -180,8 +191,11 @@ class InferenceWorker(threading.Thread):
         first = self.channels[0].ring.slots[0].tensor
         batch = np.empty((len(self.channels), *first.shape[1:]), dtype=first.dtype)  # once, not per frame
         while True:
+            channels = self.channels
+            if len(channels) > len(batch):  # a reload added a camera
+                batch = np.empty((len(channels), *first.shape[1:]), dtype=first.dtype)
             taken = []
-            for ch in self.channels:
+            for ch in channels:
                 slot = ch.ring.take()
                 if slot is not None:
                     taken.append((ch, slot))
@@ -255,6 +269,8 @@ class InferenceWorker(threading.Thread):
         self._last_progress = time.monotonic()
         timing = self._timing
         timing.infer += infer_seconds
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, infer_seconds)] += 1
+        self.latency_sum += infer_seconds
         timing.decode += t2 - t1
         timing.rules += t3 - t2
         timing.count += 1
@@ -264,6 +280,8 @@ class InferenceWorker(threading.Thread):
     def _dispatch(self, ch: CameraChannel, events: list[Event], slot: Slot | None) -> None:
         for event in events:
             ch.events += 1
+            key = (event.camera, event.rule, event.type)
+            self.event_counts[key] = self.event_counts.get(key, 0) + 1
             image = None
             if self.snapshots and slot is not None and slot.frame is not None and event.type == "new":
                 image = slot.frame.copy()  # the slot is reused once released

@@ -119,6 +119,12 @@ class RuleEngine:
                 self._by_camera.setdefault(cam, []).append(compiled)
         self._masks = {name: [PolygonZone(m) for m in cam.masks] for name, cam in self.cameras.items()}
 
+    def adopt_state(self, old: RuleEngine, rules: set[str]) -> None:
+        """Keep the running state (active, cooldown) of rules whose config did not change."""
+        for key, state in old._state.items():
+            if key[0] in rules:
+                self._state[key] = state
+
     def unmasked(self, camera: str, dets: Detections, frame_wh: tuple[int, int]) -> Detections:
         """Detections whose centre lies in none of the camera's masks."""
         masks = self._masks.get(camera, [])

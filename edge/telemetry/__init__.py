@@ -1,0 +1,1 @@
+"""Metrics: Prometheus text exposition of the running daemon's counters."""
