@@ -114,3 +114,41 @@ mqtt: {{host: 127.0.0.1, port: {broker.port}, device: rtsptest}}
     assert not {n for n in leaked if n.startswith(("capture-", "infer-", "actions"))}
     assert "s3cr3t" not in caplog.text
     assert "rtsp://***@127.0.0.1" in caplog.text
+
+
+def test_reload_with_a_changed_rule_does_not_reconnect_the_rtsp_camera(
+    rtsp_server: RtspServer, broker: Broker, subscriber: Subscriber, models_dir: Path, tmp_path: Path
+) -> None:
+    from edge.config import load_config
+
+    base = f"""
+state_dir: {tmp_path}/state
+models: {{face: {{path: blazeface}}}}
+cameras:
+  gate:
+    source: {{type: rtsp, url: "rtsp://127.0.0.1:{rtsp_server.port}/cam"}}
+    model: face
+rules:
+  faces: {{cameras: [gate], labels: [face], min_score: 0.5}}
+mqtt: {{host: 127.0.0.1, port: {broker.port}, device: rtspreload}}
+"""
+    path = tmp_path / "edge.yaml"
+    path.write_text(base)
+    app = Application(load_config(path))
+    app.start()
+    try:
+        capture, channel = app.captures["gate"], app.channels["gate"]
+        wait_until(lambda: channel.processed >= 10, 30, "frames")
+        statuses_before = len(subscriber.on("edge/rtspreload/gate/status"))
+        path.write_text(base.replace("min_score: 0.5}", "min_score: 0.8}\n  more_faces: {cameras: [gate], min_score: 0.3}"))
+        assert app.reload()
+        assert set(app.workers["face"].engine.rules) == {"faces", "more_faces"}
+        assert app.workers["face"].engine.rules["faces"].min_score == 0.8
+        processed = channel.processed
+        wait_until(lambda: channel.processed >= processed + 10, 30, "frames after the reload")
+        assert app.captures["gate"] is capture and capture.reconnects == 0 and capture.state.value == "streaming"
+        time.sleep(0.3)
+        after = subscriber.on("edge/rtspreload/gate/status")
+        assert len(after) == statuses_before  # no connecting/online flap: the camera was not touched
+    finally:
+        app.stop()
