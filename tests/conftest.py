@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,16 @@ from edge.runners.base import backend_version
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
+
+
+def wait_until(cond: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``cond`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def require_backend(name: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from broker import Broker
+from conftest import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.alerts.mqtt import MqttPublisher
@@ -83,15 +84,6 @@ def publish_one(pub: MqttPublisher, i: int = 1) -> Alert:
     return a
 
 
-def wait(cond, timeout: float = 10) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_tls_with_password_delivers(protocol: str, tls_broker: Broker, pki: dict[str, Path], tmp_path: Path) -> None:
     sub, got = tls_subscriber(tls_broker.port, pki["ca"])
@@ -99,9 +91,9 @@ def test_tls_with_password_delivers(protocol: str, tls_broker: Broker, pki: dict
     pub = MqttPublisher(cfg(tls_broker.port, pki["ca"], "right-password", protocol), outbox)
     pub.start()
     try:
-        assert wait(pub.connected.is_set)
+        wait_until(pub.connected.is_set, 10, "the connection")
         a = publish_one(pub)
-        assert wait(lambda: outbox.depth == 0 and len(got) == 1)
+        wait_until(lambda: outbox.depth == 0 and len(got) == 1, 10, "the alert to arrive")
         assert json.loads(got[0])["id"] == a.id and pub.status == "connected"
     finally:
         pub.close(2)
@@ -117,7 +109,7 @@ def test_wrong_password_is_a_clear_status_and_alerts_stay(
     pub.start()
     try:
         publish_one(pub)
-        assert wait(lambda: pub.status.startswith("refused"))
+        wait_until(lambda: pub.status.startswith("refused"), 10, "the refusal")
         assert "Not authorized" in pub.status or "Bad user name or password" in pub.status
         time.sleep(1.0)
         assert outbox.depth == 1 and not pub.connected.is_set()
@@ -136,7 +128,7 @@ def test_unknown_ca_is_a_clear_status_and_alerts_stay(
     pub.start()
     try:
         publish_one(pub)
-        assert wait(lambda: pub.status == "unreachable")
+        wait_until(lambda: pub.status == "unreachable", 10, "the TLS failure")
         assert outbox.depth == 1 and not pub.connected.is_set()
         assert "certificate" in caplog.text
     finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from broker import Broker, Subscriber
+from conftest import wait_until
 
 from edge.alerts.mqtt import MqttPublisher
 from edge.alerts.outbox import OutboxStore
@@ -27,15 +28,6 @@ def mqtt_cfg(port: int, device: str = "offline") -> MqttConfig:
     return MqttConfig.model_validate(
         {"host": "127.0.0.1", "port": port, "device": device, "reconnect": {"initial": 0.2, "max": 1.0}}
     )
-
-
-def wait_until(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def received_ids(sub: Subscriber, topic: str) -> list[str]:

@@ -11,11 +11,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from broker import Broker, Subscriber, free_port
+from conftest import wait_until
 
 from edge.config import parse_config
 from edge.daemon.app import Application
@@ -61,15 +62,6 @@ def rtsp_server() -> Iterator[RtspServer]:
     server.start()
     yield server
     server.kill()
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_rtsp_server_killed_and_restarted(
