@@ -8,8 +8,9 @@ PY=${PYTHON:-python3}
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=()
   # mosquitto: the tests' broker; ffmpeg: encodes the demo clip; python3-gi + GStreamer's RTSP
-  # server: a real RTSP server for the reconnect test.
-  for pkg in mosquitto mosquitto-clients ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 \
+  # server: a real RTSP server for the reconnect test; openssl: a throwaway CA for the TLS tests;
+  # systemd: systemd-analyze verify/security for the unit files.
+  for pkg in mosquitto mosquitto-clients ffmpeg openssl systemd python3-gi gir1.2-gst-rtsp-server-1.0 \
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
