@@ -75,7 +75,9 @@ def demo_args(state: Path, clip: Path, *extra: str) -> list[str]:
 def test_ready_watchdog_status_and_stopping(models_dir: Path, demo_clip: Path, notify_socket: NotifySocket, tmp_path: Path) -> None:
     env = {**os.environ, "NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "2000000"}
     started = time.monotonic()
-    proc = subprocess.Popen(demo_args(tmp_path, demo_clip), cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    # MQTT points at a port nobody listens on: the events made before SIGTERM must stay on disk.
+    args = [a if a != "mqtt.enabled=false" else "mqtt.port=1" for a in demo_args(tmp_path, demo_clip)]
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while notify_socket.first("READY=1") is None and time.monotonic() < deadline:
@@ -94,6 +96,10 @@ def test_ready_watchdog_status_and_stopping(models_dir: Path, demo_clip: Path, n
             proc.kill()
     assert proc.returncode == 0, err
     assert notify_socket.count("STOPPING=1") == 1
+    from edge.alerts.outbox import OutboxStore
+
+    kept = OutboxStore(tmp_path).stats().depth
+    assert kept >= 1 and f"{kept} event(s) kept in the outbox for the next start" in err
     print(f"start to READY: {ready - started:.2f} s (process start, imports, model load and warm-up, first frame)")
 
 
