@@ -72,7 +72,6 @@ class MqttPublisher:
         self._announce = threading.Event()
         self._subscriptions: dict[str, Any] = {}
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox seq, sent at)
-        self._other_mids: set[int] = set()
         self._connect_epoch = 0
         self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
 
@@ -257,11 +256,9 @@ class MqttPublisher:
             except queue.Empty:
                 return
             entry = self._inflight.pop(mid, None)
-            if entry is not None:
+            if entry is not None:  # other ids are status/state/stats messages: nothing to do
                 self.outbox.ack(entry[0])
                 self.acked += 1
-            else:
-                self._other_mids.discard(mid)
 
     def _resend_stale(self, last_seq: int) -> int:
         now = time.monotonic()
@@ -278,8 +275,7 @@ class MqttPublisher:
         return min(last_seq, seqs[0] - 1)
 
     def _publish_other(self, topic: str, payload: bytes, retain: bool) -> None:
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
-        self._other_mids.add(info.mid)
+        self.client.publish(topic, payload, qos=1, retain=retain)
 
     def _publish_latest(self) -> None:
         with self._latest_lock:

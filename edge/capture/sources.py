@@ -112,10 +112,6 @@ class OpenCvSource:
             return None
         return frame
 
-    def grab(self) -> bool:
-        """Advance one frame without decoding it (for the fps cap)."""
-        return self._cap is not None and bool(self._cap.grab())
-
     def position_seconds(self) -> float | None:
         if self._cap is None or self.live:
             return None

@@ -409,12 +409,11 @@ class Application:
 
     def _stop_camera(self, name: str) -> None:
         capture = self.captures.pop(name)
-        channel = self.channels.pop(name)
+        self.channels.pop(name)
         capture.stop()
         capture.join(10)
         for worker in self.workers.values():
             worker.remove_camera(name)
-        del channel
 
     def _stop_worker(self, name: str) -> None:
         worker = self.workers.pop(name)

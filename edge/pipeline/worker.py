@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,7 +62,6 @@ class _Timing:
     decode: float = 0.0
     rules: float = 0.0
     count: int = 0
-    window: dict[str, float] = field(default_factory=dict)
 
 
 class InferenceWorker(threading.Thread):

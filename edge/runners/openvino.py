@@ -112,11 +112,6 @@ class OpenVinoRunner:
         self.outputs = [_spec(p) for p in self._compiled.outputs]
         self._request = self._compiled.create_infer_request()
 
-    @property
-    def compiled_model(self) -> Any:
-        """The ``openvino.CompiledModel``, for callers that drive an ``AsyncInferQueue``."""
-        return self._compiled
-
     def optimal_jobs(self) -> int:
         """OpenVINO's own advice on how many requests keep this device busy."""
         return int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
