@@ -86,8 +86,10 @@ def test_ready_watchdog_status_and_stopping(models_dir: Path, demo_clip: Path, n
         assert ready is not None, "no READY=1"
         time.sleep(6.5)
         pings = [t for t, m in notify_socket.messages if m == "WATCHDOG=1" and t >= ready]
-        assert 5 <= len(pings) <= 9  # every WATCHDOG_USEC / 2 = 1 s while frames flow
-        assert all(b - a < 1.6 for a, b in itertools.pairwise(pings))
+        # About every WATCHDOG_USEC / 2 = 1 s while frames flow; what matters is that no gap
+        # reaches WATCHDOG_USEC (2 s), when systemd would kill the service.
+        assert 4 <= len(pings) <= 10
+        assert all(b - a < 1.9 for a, b in itertools.pairwise(pings))
         assert notify_socket.count("STATUS=1/1 camera(s) streaming") >= 1
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
