@@ -130,6 +130,7 @@ def test_unknown_ca_is_a_clear_status_and_alerts_stay(
         publish_one(pub)
         wait_until(lambda: pub.status == "unreachable", 10, "the TLS failure")
         assert outbox.depth == 1 and not pub.connected.is_set()
-        assert "certificate" in caplog.text
+        assert "certificate rejected: " in caplog.text and "check tls.ca_file" in caplog.text
+        assert pub.last_error is not None and "certificate rejected" in pub.last_error
     finally:
         pub.close(1)

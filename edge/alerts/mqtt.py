@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -179,12 +180,14 @@ class MqttPublisher:
         self._wake.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        first = self.status != "unreachable"
         self.status = "unreachable"
-        self.last_error = "connection failed (network, TLS or certificate)"
-        log.warning(
-            "MQTT cannot connect to %s:%s: %s; retrying, events stay in the outbox",
-            self.cfg.host, self.cfg.port, self.last_error,
-        )  # fmt: skip
+        if first:  # paho does not say why; find out once per failure streak
+            self.last_error = diagnose_connection(self.cfg)
+            log.warning(
+                "MQTT cannot connect to %s:%s: %s; retrying, events stay in the outbox",
+                self.cfg.host, self.cfg.port, self.last_error,
+            )  # fmt: skip
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
@@ -283,6 +286,31 @@ class MqttPublisher:
             self._latest_dirty.clear()
         for msg in dirty:
             self._publish_other(msg.topic, msg.payload, msg.retain)
+
+
+def diagnose_connection(cfg: MqttConfig, timeout: float = 3.0) -> str:
+    """Why a connection fails: a TCP connect and, with TLS, a handshake using the same settings."""
+    try:
+        raw = socket.create_connection((cfg.host, cfg.port), timeout=timeout)
+    except OSError as exc:
+        return f"network: {exc.strerror or exc}"
+    with raw:
+        if cfg.tls is None:
+            return "the broker closed the connection"
+        try:
+            context = ssl.create_default_context(cafile=str(cfg.tls.ca_file) if cfg.tls.ca_file else None)
+            if cfg.tls.cert_file:
+                context.load_cert_chain(
+                    str(cfg.tls.cert_file), str(cfg.tls.key_file) if cfg.tls.key_file else None
+                )
+            if cfg.tls.insecure:
+                context.check_hostname = False
+            with context.wrap_socket(raw, server_hostname=cfg.host):
+                return "TLS handshake succeeds now; the broker refused or dropped the MQTT session"
+        except ssl.SSLCertVerificationError as exc:
+            return f"certificate rejected: {exc.verify_message} (check tls.ca_file and the broker's name)"
+        except (ssl.SSLError, OSError) as exc:
+            return f"TLS failed: {exc}"
 
 
 def state_payload(state: str, count: int, since: str, event_id: str | None) -> bytes:
