@@ -162,12 +162,12 @@ class MqttPublisher:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
     ) -> None:
         if reason.is_failure:
-            self.status = f"refused: {reason}"
             self.last_error = str(reason)
             log.error(
                 "MQTT %s:%s refused the connection: %s (events stay in the outbox)",
                 self.cfg.host, self.cfg.port, reason,
             )  # fmt: skip
+            self.status = f"refused: {reason}"  # after the log line: watchers see both
             return
         self.status = "connected"
         self.last_error = None
@@ -180,14 +180,13 @@ class MqttPublisher:
         self._wake.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        first = self.status != "unreachable"
-        self.status = "unreachable"
-        if first:  # paho does not say why; find out once per failure streak
+        if self.status != "unreachable":  # paho does not say why; find out once per failure streak
             self.last_error = diagnose_connection(self.cfg)
             log.warning(
                 "MQTT cannot connect to %s:%s: %s; retrying, events stay in the outbox",
                 self.cfg.host, self.cfg.port, self.last_error,
             )  # fmt: skip
+        self.status = "unreachable"  # after the cause is known and logged
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
