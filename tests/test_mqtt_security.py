@@ -100,15 +100,21 @@ def test_tls_with_password_delivers(protocol: str, tls_broker: Broker, pki: dict
         sub.loop_stop()
 
 
+def rejected(port: int, ca: Path, password: str, tmp_path: Path) -> tuple[MqttPublisher, OutboxStore]:
+    """A publisher with bad credentials or an untrusted CA, holding one alert."""
+    outbox = OutboxStore(tmp_path / "state")
+    pub = MqttPublisher(cfg(port, ca, password), outbox)
+    pub.start()
+    publish_one(pub)
+    return pub, outbox
+
+
 def test_wrong_password_is_a_clear_status_and_alerts_stay(
     tls_broker: Broker, pki: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    outbox = OutboxStore(tmp_path / "state")
-    pub = MqttPublisher(cfg(tls_broker.port, pki["ca"], "wrong-password"), outbox)
-    pub.start()
+    pub, outbox = rejected(tls_broker.port, pki["ca"], "wrong-password", tmp_path)
     try:
-        publish_one(pub)
         wait_until(lambda: pub.status.startswith("refused"), 10, "the refusal")
         assert "Not authorized" in pub.status or "Bad user name or password" in pub.status
         time.sleep(1.0)
@@ -123,11 +129,8 @@ def test_unknown_ca_is_a_clear_status_and_alerts_stay(
     tls_broker: Broker, pki: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    outbox = OutboxStore(tmp_path / "state")
-    pub = MqttPublisher(cfg(tls_broker.port, pki["other_ca"], "right-password"), outbox)
-    pub.start()
+    pub, outbox = rejected(tls_broker.port, pki["other_ca"], "right-password", tmp_path)
     try:
-        publish_one(pub)
         wait_until(lambda: pub.status == "unreachable", 10, "the TLS failure")
         assert outbox.depth == 1 and not pub.connected.is_set()
         assert "certificate rejected: " in caplog.text and "check tls.ca_file" in caplog.text

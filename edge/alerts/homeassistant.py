@@ -45,32 +45,26 @@ def discovery_messages(
         }
     ]
     out: dict[str, dict[str, Any]] = {}
+    occupancy = {
+        "value_template": "{{ value_json.state }}",
+        "payload_on": "on",
+        "payload_off": "off",
+        "device_class": "occupancy",
+    }
+    count = {"value_template": "{{ value_json.count }}", "state_class": "measurement"}
+    entities = (("binary_sensor", "active", "", occupancy), ("sensor", "count", " count", count))
     for camera, rule in pairs:
-        state_topic = f"{base}/{camera}/{rule}/state"
-        occupancy = object_id(camera, rule, "active")
-        out[f"{prefix}/binary_sensor/{device}/{occupancy}/config"] = {
-            "name": f"{camera} {rule}",
-            "unique_id": f"edge_{device}_{occupancy}",
-            "object_id": f"edge_{device}_{occupancy}",
-            "state_topic": state_topic,
-            "value_template": "{{ value_json.state }}",
-            "payload_on": "on",
-            "payload_off": "off",
-            "device_class": "occupancy",
-            "availability": availability,
-            "device": dev,
-        }
-        count = object_id(camera, rule, "count")
-        out[f"{prefix}/sensor/{device}/{count}/config"] = {
-            "name": f"{camera} {rule} count",
-            "unique_id": f"edge_{device}_{count}",
-            "object_id": f"edge_{device}_{count}",
-            "state_topic": state_topic,
-            "value_template": "{{ value_json.count }}",
-            "state_class": "measurement",
-            "availability": availability,
-            "device": dev,
-        }
+        for component, kind, suffix, specific in entities:
+            oid = object_id(camera, rule, kind)
+            out[f"{prefix}/{component}/{device}/{oid}/config"] = {
+                "name": f"{camera} {rule}{suffix}",
+                "unique_id": f"edge_{device}_{oid}",
+                "object_id": f"edge_{device}_{oid}",
+                "state_topic": f"{base}/{camera}/{rule}/state",
+                "availability": availability,
+                "device": dev,
+                **specific,
+            }
     return out
 
 

@@ -35,6 +35,7 @@ from edge.inference import LoadedModel, decode_overrides, load_model, runner_opt
 from edge.models import default_search_dirs
 from edge.pipeline.worker import CameraChannel, InferenceWorker
 from edge.rules.engine import RuleEngine
+from edge.runners.select import HardwareInfo, probe_hardware
 from edge.telemetry.metrics import MetricsServer, render
 
 log = logging.getLogger("edge.app")
@@ -80,6 +81,7 @@ class Application:
     ready_at: float | None = None
     _next: dict[str, float] = field(default_factory=dict)
     metrics: MetricsServer | None = None
+    hardware: HardwareInfo | None = None
     dispatcher: ActionDispatcher | None = None
     _signals: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
     _started: float = 0.0
@@ -122,8 +124,12 @@ class Application:
 
     def _load_model(self, cfg: EdgeConfig, name: str) -> LoadedModel:
         mc = cfg.models[name]
-        model = load_model(mc.path, mc.runner, options=runner_options(mc), overrides=decode_overrides(mc),
-                           search_dirs=default_search_dirs([cfg.models_dir]))  # fmt: skip
+        if self.hardware is None:  # probed once, not per model
+            self.hardware = probe_hardware()
+        model = load_model(
+            mc.path, mc.runner, options=runner_options(mc), overrides=decode_overrides(mc),
+            hardware=self.hardware, search_dirs=default_search_dirs([cfg.models_dir]),
+        )  # fmt: skip
         log.info(
             "model %s: %s on %s (%s), loaded and warmed in %.0f ms",
             name, model.package.name, model.selection.backend, model.selection.path.name,
@@ -197,7 +203,8 @@ class Application:
         if ha.enabled:
             Discovery(self.publisher, ha.prefix, cfg.mqtt.device, pairs, self.state_dir).start()
 
-    def stats_payload(self) -> dict[str, Any]:
+    def camera_figures(self) -> dict[str, dict[str, Any]]:
+        """Per-camera counters, for the stats topic and the status log line."""
         elapsed = max(time.monotonic() - self._started, 1e-6)
         cameras = {}
         for name, capture in self.captures.items():
@@ -214,6 +221,11 @@ class Application:
                 "last_frame_age": None if s.last_frame_age is None else round(s.last_frame_age, 3),
                 "events": ch.events,
             }
+        return cameras
+
+    def stats_payload(self) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        cameras = self.camera_figures()
         models = {
             name: {"inference_ms": round(w.stats().infer_ms_avg, 3), "processed": w.processed}
             for name, w in self.workers.items()
@@ -433,17 +445,14 @@ class Application:
             old_publisher.close(timeout=self.flush_timeout)
 
     def log_status(self) -> None:
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        for name, capture in self.captures.items():
-            s = capture.stats()
-            ch = self.channels[name]
+        for name, f in self.camera_figures().items():
             w = self.workers[self.loaded.config.cameras[name].model].stats()
-            age = "-" if s.last_frame_age is None else f"{s.last_frame_age:.1f}s"
+            age = "-" if f["last_frame_age"] is None else f"{f['last_frame_age']:.1f}s"
             log.info(
                 "camera %s: %s, read %d (%.1f fps), processed %d (%.1f fps), skipped %d, dropped %d, "
                 "reconnects %d, last frame %s ago, inference %.1f ms, events %d",
-                name, s.state, s.frames_read, s.frames_read / elapsed, ch.processed, ch.processed / elapsed,
-                s.frames_skipped, s.frames_dropped, s.reconnects, age, w.infer_ms_avg, ch.events,
+                name, f["state"], f["frames_read"], f["fps_in"], f["processed"], f["fps_processed"],
+                f["skipped"], f["dropped"], f["reconnects"], age, w.infer_ms_avg, f["events"],
             )  # fmt: skip
 
     # -- stop ------------------------------------------------------------------------------

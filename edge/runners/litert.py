@@ -83,7 +83,7 @@ class LiteRtRunner:
             self._interp.set_tensor(self._in_index[name], arr)
         self._interp.invoke()
         return [
-            finish_output(s, np.array(self._interp.get_tensor(i), copy=True))
+            finish_output(s, self._interp.get_tensor(i))  # get_tensor already returns a copy
             for s, i in zip(self.outputs, self._out_index, strict=True)
         ]
 
