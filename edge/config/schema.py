@@ -251,7 +251,7 @@ class SnapshotConfig(Strict):
     crop: bool = Field(False, description="Save the box's crop instead of the whole annotated frame.")
     quality: int = Field(90, ge=1, le=100)
     max_bytes: ByteSize = Field(
-        512 * 1024 * 1024,
+        ByteSize(512 * 1024 * 1024),
         description="Snapshots kept at most, all cameras together (e.g. '512MiB'); the oldest go first.",
     )
     max_age: Seconds = Field(7 * 86400.0, description="Snapshots older than this are removed; 0: no limit.")
@@ -267,7 +267,8 @@ class SnapshotConfig(Strict):
 class ActionsConfig(Strict):
     event_log: bool = Field(True, description="Append every event to <state_dir>/events.jsonl.")
     event_log_max_bytes: ByteSize = Field(
-        16 * 1024 * 1024, description="events.jsonl is rotated to events.jsonl.1 at this size (e.g. '16MiB')."
+        ByteSize(16 * 1024 * 1024),
+        description="events.jsonl is rotated to events.jsonl.1 at this size (e.g. '16MiB').",
     )
     event_log_keep: int = Field(
         3, ge=0, le=100, description="Rotated files kept, events.jsonl.1 (newest) to .N; 0: none."
