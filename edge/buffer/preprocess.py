@@ -3,6 +3,10 @@
 A ``LetterboxPreprocessor`` is built once per (model input, camera) and keeps its scratch
 buffers, so the per-frame path allocates no tensor-sized arrays: it resizes into a cached
 buffer, copies into a padded canvas, then normalises straight into the caller's slot.
+
+``BgrConverter`` turns what some V4L2 cameras deliver (GREY/Y16 sensors: 2-D frames; BGRA;
+16-bit samples) into BGR uint8, into a buffer it is given or keeps, so nothing after capture
+has to know.
 """
 
 from __future__ import annotations
@@ -31,6 +35,57 @@ class InputFormat:
     pad_value: int = 114
 
 
+_FRAME_CONVERSIONS = {1: cv2.COLOR_GRAY2BGR, 4: cv2.COLOR_BGRA2BGR}
+
+
+def is_bgr8(frame: np.ndarray) -> bool:
+    """An (H, W, 3) uint8 frame: what everything after capture expects."""
+    return frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8
+
+
+class BgrConverter:
+    """Grey ``(H, W)``/``(H, W, 1)``, BGR or BGRA frames of 8 or 16 bits -> BGR uint8.
+
+    A BGR uint8 frame is returned as it is. Otherwise the result goes into ``out`` when it is
+    an (H, W, 3) uint8 array distinct from the frame, else into a buffer kept here; a 16-bit
+    frame is first scaled to 8 bits (full range: 65535 -> 255) into a kept scratch buffer. So
+    after the first frame of a given size nothing is allocated.
+    """
+
+    def __init__(self) -> None:
+        self._out: np.ndarray | None = None
+        self._scratch: np.ndarray | None = None
+
+    def __call__(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if is_bgr8(frame):
+            return frame
+        channels = 1 if frame.ndim == 2 else frame.shape[2] if frame.ndim == 3 else 0
+        if channels not in (1, 3, 4) or frame.dtype not in (np.uint8, np.uint16):
+            raise ValueError(
+                f"expected a grey, BGR or BGRA frame of 8 or 16 bits, got shape {frame.shape} {frame.dtype}"
+            )
+        h, w = frame.shape[:2]
+        if out is None or not _fits(out, (h, w, 3)) or np.shares_memory(out, frame):
+            if self._out is None or not _fits(self._out, (h, w, 3)):
+                self._out = np.empty((h, w, 3), np.uint8)
+            out = self._out
+        if frame.dtype == np.uint16:
+            if channels == 3:
+                cv2.convertScaleAbs(frame, dst=out, alpha=1 / 257)
+                return out
+            shape = (h, w) if channels == 1 else (h, w, channels)
+            if self._scratch is None or not _fits(self._scratch, shape):
+                self._scratch = np.empty(shape, np.uint8)
+            cv2.convertScaleAbs(frame, dst=self._scratch, alpha=1 / 257)
+            frame = self._scratch
+        cv2.cvtColor(frame, _FRAME_CONVERSIONS[channels], dst=out)
+        return out
+
+
+def _fits(array: np.ndarray, shape: tuple[int, ...]) -> bool:
+    return array.shape == shape and array.dtype == np.uint8 and array.flags.c_contiguous
+
+
 def halvings(src_wh: tuple[int, int], dst_wh: tuple[int, int]) -> list[tuple[int, int]]:
     """Sizes of the successive exact halvings of ``src_wh`` that stay at least ``dst_wh``."""
     (w, h), (tw, th) = src_wh, dst_wh
@@ -42,7 +97,8 @@ def halvings(src_wh: tuple[int, int], dst_wh: tuple[int, int]) -> list[tuple[int
 
 
 class LetterboxPreprocessor:
-    """Fits BGR uint8 frames into one model input tensor."""
+    """Fits BGR uint8 frames into one model input tensor (grey, BGRA or 16-bit frames are
+    converted to BGR first, into a buffer kept for the next frame)."""
 
     def __init__(self, fmt: InputFormat, spec: TensorSpec) -> None:
         if spec.layout not in ("NCHW", "NHWC"):
@@ -57,6 +113,7 @@ class LetterboxPreprocessor:
         self._inv_std = (1.0 / np.asarray(fmt.std, dtype=np.float32)).astype(np.float32)
         self._float_scratch: np.ndarray | None = None
         self._planes = [np.empty((fmt.height, fmt.width), dtype=np.uint8) for _ in range(3)]
+        self._to_bgr = BgrConverter()
         self._uniform = len(set(fmt.mean)) == 1 and len(set(fmt.std)) == 1
         self._raw_uint8 = spec.dtype == np.uint8 and spec.quant is None
         if spec.is_quantized:
@@ -78,11 +135,12 @@ class LetterboxPreprocessor:
         return img.transpose(1, 2, 0) if self.spec.layout == "NCHW" else img
 
     def __call__(self, frame_bgr: np.ndarray, out: np.ndarray) -> Letterbox:
-        """Write ``frame_bgr`` (H, W, 3) uint8 into ``out`` (batch 1) and return its letterbox."""
-        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
-            raise ValueError(
-                f"expected an (H, W, 3) uint8 BGR frame, got {frame_bgr.shape} {frame_bgr.dtype}"
-            )
+        """Write ``frame_bgr`` (H, W, 3) uint8 into ``out`` (batch 1) and return its letterbox.
+
+        Grey, BGRA and 16-bit frames are accepted too (see ``BgrConverter``); anything else
+        raises ValueError.
+        """
+        frame_bgr = self._to_bgr(frame_bgr)
         fh, fw = frame_bgr.shape[:2]
         box = Letterbox.fit((fw, fh), (self.fmt.width, self.fmt.height))
         new_w, new_h = round(fw * box.scale), round(fh * box.scale)

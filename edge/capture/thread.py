@@ -1,8 +1,24 @@
 """One capture thread per camera: open, read, preprocess into the ring, reconnect with backoff.
 
 Lifecycle (illegal transitions raise): connecting -> streaming -> reconnecting -> connecting
-... -> stopped. A file without ``loop`` ends in ``stopped`` with ``exhausted`` set. Waits are
-on the stop event, so shutdown is immediate.
+... -> stopped. Waits are on the stop event (or an injected ``wait``), so shutdown is immediate.
+
+How a thread ends, as ``stats()`` shows it (state ``stopped`` in every case):
+
+* ``exhausted``: a file without ``loop`` was read to its end;
+* ``failed``: a file without ``loop`` that exists but gives no frame (not a video, 0 bytes, an
+  MP4 without its index...) failed ``give_up_after`` attempts in a row; ``error`` says why;
+* ``crashed``: an unexpected exception (a bug); ``error`` holds it, the log its traceback;
+* none of these: ``stop()`` was called.
+
+Backoff: every failed attempt (an open that fails, a stream that ends or stalls) waits one
+step longer; the steps go back to the first only once a stream has delivered frames steadily
+for ``steady_after`` seconds, so a camera that opens and then fails at once is not retried
+every second forever.
+
+Frame times: files run on their own timeline (each pass adds its length); live sources use
+one process-wide origin (``LIVE_ORIGIN``), so a camera restarted by a reload or a supervisor
+continues the same clock and rule state carried over is not left in the future.
 """
 
 from __future__ import annotations
@@ -15,11 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from edge.buffer.preprocess import LetterboxPreprocessor
-from edge.buffer.ring import FrameRing
+import numpy as np
+
+from edge.buffer.preprocess import BgrConverter, LetterboxPreprocessor
+from edge.buffer.ring import FrameRing, Slot
 from edge.capture.sources import FrameSource, SourceError
 
 log = logging.getLogger("edge.capture")
+
+LIVE_ORIGIN = time.monotonic()  # t_frame 0 for every live camera in this process
+_MAX_DELAY = min(threading.TIMEOUT_MAX, 86400.0)  # what a wait can take, whatever the config
 
 
 class CameraState(Enum):
@@ -39,13 +60,16 @@ _ALLOWED = {
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with full jitter, capped: delay n is uniform in [base*2^n/2, base*2^n]."""
+    """Exponential backoff with full jitter, capped: delay n is uniform in [base*2^n/2, base*2^n].
+
+    Non-finite or huge settings are held to a day, so a wait never overflows."""
 
     initial: float = 1.0
     maximum: float = 30.0
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         ceiling = min(self.maximum, self.initial * (2 ** min(attempt, 30)))
+        ceiling = ceiling if 0.0 <= ceiling <= _MAX_DELAY else (0.0 if ceiling < 0 else _MAX_DELAY)
         return rng.uniform(ceiling / 2, ceiling)
 
 
@@ -62,9 +86,29 @@ class CaptureStats:
     last_frame_age: float | None
     exhausted: bool
     error: str | None
+    failed: bool = False  # gave up on a file that cannot be read (error says why)
+    crashed: bool = False  # ended by an unexpected exception (error holds it)
+
+
+@dataclass(frozen=True)
+class _Session:
+    """How one open stream went."""
+
+    frames: int  # frames read in this session
+    steady: bool  # delivered frames for steady_after seconds: the backoff starts over
+    ended: bool  # the source ended or failed (False: stop was requested)
+    error: str | None  # why a stream failed, when the source said
 
 
 class CaptureThread(threading.Thread):
+    """Reads one source into one ring until stopped, exhausted, failed for good, or crashed.
+
+    A supervisor may start a new ``CaptureThread`` with the same arguments after this one ended
+    (not after ``stop()``, which closes the ring): the ring is left open and no slot held.
+    Seams for tests: ``clock`` (frame times, ages, steadiness), ``wait`` (backoff waits;
+    returns True when stop was requested), ``rng`` (jitter), ``origin`` (live frame time 0).
+    """
+
     def __init__(
         self,
         camera: str,
@@ -76,6 +120,12 @@ class CaptureThread(threading.Thread):
         backoff: Backoff = Backoff(),
         on_state: Callable[[str, CameraState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        wait: Callable[[float], bool] | None = None,
+        rng: random.Random | None = None,
+        origin: float = LIVE_ORIGIN,
+        steady_after: float = 30.0,
+        give_up_after: int = 3,
     ) -> None:
         super().__init__(name=f"capture-{camera}", daemon=True)
         self.camera = camera
@@ -87,9 +137,14 @@ class CaptureThread(threading.Thread):
         self.backoff = backoff
         self.on_state = on_state
         self.clock = clock
+        self.steady_after = steady_after
+        self.give_up_after = give_up_after
         self.stop_event = threading.Event()
+        self._wait = wait if wait is not None else self.stop_event.wait
         self.state = CameraState.CONNECTING
         self.exhausted = False
+        self.failed = False
+        self.crashed = False
         self.frames_read = 0
         self.frames_skipped = 0
         self.reconnects = 0
@@ -98,12 +153,16 @@ class CaptureThread(threading.Thread):
         self.last_error: str | None = None
         self._last_frame_mono: float | None = None
         self._seq = 0
-        # Frame time never runs backwards: files add each pass's length, live sources use one origin.
+        # Frame time never runs backwards: files add each pass's length, live sources share
+        # one origin across threads.
         self._t_offset = 0.0
         self._t0_wall = time.time()
-        self._t0_mono = clock()
-        self._rng = random.Random()
+        self._origin = origin
+        self._rng = rng if rng is not None else random.Random()
         self._lock = threading.Lock()
+        self._held: Slot | None = None  # the slot being written, given back if the loop dies
+        self._to_bgr = BgrConverter()
+        self._raw: dict[int, np.ndarray] = {}  # per slot: decode buffer of a non-BGR source
 
     # -- state ---------------------------------------------------------------------------
 
@@ -118,7 +177,10 @@ class CaptureThread(threading.Thread):
             self.state = new
         log.info("camera %s: %s", self.camera, new.value)
         if self.on_state is not None:
-            self.on_state(self.camera, new)
+            try:
+                self.on_state(self.camera, new)
+            except Exception:  # a failing listener (MQTT) must not stop the capture
+                log.exception("camera %s: state listener failed", self.camera)
 
     def stats(self) -> CaptureStats:
         age = None if self._last_frame_mono is None else self.clock() - self._last_frame_mono
@@ -132,6 +194,8 @@ class CaptureThread(threading.Thread):
             last_frame_age=age,
             exhausted=self.exhausted,
             error=self.last_error,
+            failed=self.failed,
+            crashed=self.crashed,
         )
 
     def stop(self) -> None:
@@ -141,90 +205,151 @@ class CaptureThread(threading.Thread):
     # -- loop ----------------------------------------------------------------------------
 
     def run(self) -> None:
-        attempt = 0
         try:
-            while not self.stop_event.is_set():
-                try:
-                    self.source.open()
-                except SourceError as exc:
-                    self.last_error = str(exc)
-                    delay = self.backoff.delay(attempt, self._rng)
-                    log.warning("camera %s: %s; retrying in %.1f s", self.camera, exc, delay)
-                    attempt += 1
-                    self._set_state(CameraState.RECONNECTING)
-                    if self.stop_event.wait(delay):
-                        break
-                    self._set_state(CameraState.CONNECTING)
-                    continue
-                attempt = 0
-                self.last_error = None
-                self._set_state(CameraState.STREAMING)
-                ended = self._stream()
-                self.source.close()
-                if self.stop_event.is_set():
-                    break
-                if ended and not self.source.live:
-                    if self.loop:
-                        log.info("camera %s: end of file, looping", self.camera)
-                        self._set_state(CameraState.CONNECTING)
-                        continue
-                    self.exhausted = True
-                    break
-                self.reconnects += 1
-                self.last_error = "stream ended or stalled"
-                log.warning(
-                    "camera %s: %s (%s); reconnecting", self.camera, self.last_error, self.source.description
-                )
-                self._set_state(CameraState.RECONNECTING)
-                delay = self.backoff.delay(0, self._rng)
-                if self.stop_event.wait(delay):
-                    break
-                self._set_state(CameraState.CONNECTING)
+            self._run()
         except Exception as exc:  # a bug must not vanish silently in a daemon thread
             self.last_error = f"{type(exc).__name__}: {exc}"
+            self.crashed = True
             log.exception("camera %s: capture failed", self.camera)
         finally:
-            self.source.close()
+            if self._held is not None:
+                self.ring.abandon(self._held)
+                self._held = None
+            try:
+                self.source.close()
+            except Exception:
+                log.exception("camera %s: closing the source failed", self.camera)
             self._set_state(CameraState.STOPPED)
-            self.ring.close()
 
-    def _stream(self) -> bool:
-        """Read until the source ends (True) or stop is requested (False)."""
+    def _run(self) -> None:
+        attempt = 0  # backoff step
+        failures = 0  # permanent failures in a row
+        while not self.stop_event.is_set():
+            try:
+                self.source.open()
+            except SourceError as exc:
+                if exc.permanent:
+                    failures += 1
+                    if self._give_up(str(exc), failures):
+                        return
+                if not self._retry(str(exc), attempt):
+                    return
+                attempt += 1
+                continue
+            self._set_state(CameraState.STREAMING)
+            session = self._stream()
+            self.source.close()
+            if not session.ended or self.stop_event.is_set():
+                return
+            if session.steady:
+                attempt = 0
+            if not self.source.live:
+                if session.frames == 0:  # opened, yet not one frame: as good as unreadable
+                    failures += 1
+                    reason = (
+                        session.error or f"cannot read {self.source.description}: no frame could be decoded"
+                    )
+                    if self._give_up(reason, failures):
+                        return
+                    if not self._retry(reason, attempt):
+                        return
+                    attempt += 1
+                    continue
+                failures = 0
+                if not self.loop:
+                    self.exhausted = True
+                    return
+                log.info("camera %s: end of file, looping", self.camera)
+                self._set_state(CameraState.CONNECTING)
+                continue
+            self.reconnects += 1
+            reason = session.error or f"{self.source.description}: stream ended"
+            if not self._retry(reason, attempt):
+                return
+            attempt += 1
+
+    def _give_up(self, reason: str, failures: int) -> bool:
+        """For a file that does not loop: after ``give_up_after`` permanent failures in a row,
+        end ``failed`` with the reason (True)."""
+        self.last_error = reason
+        if self.source.live or self.loop or failures < self.give_up_after:
+            return False
+        self.failed = True
+        log.error("camera %s: %s; giving up after %d attempts", self.camera, reason, failures)
+        return True
+
+    def _retry(self, reason: str, attempt: int) -> bool:
+        """Say why, wait backoff step ``attempt``; False when stop was requested meanwhile."""
+        self.last_error = reason
+        delay = self.backoff.delay(attempt, self._rng)
+        log.warning("camera %s: %s; retrying in %.1f s", self.camera, reason, delay)
+        self._set_state(CameraState.RECONNECTING)
+        if self._wait(delay):
+            return False
+        self._set_state(CameraState.CONNECTING)
+        return True
+
+    def _stream(self) -> _Session:
+        """Read until the source ends or fails, or stop is requested."""
         fps = self.source.fps() or 25.0
         interval = 1.0 / self.fps_cap if self.fps_cap else 0.0
         next_due = 0.0
-        index = 0  # frame index in this file pass
+        index = 0  # frame index in this session (a file pass)
+        first: float | None = None  # clock() at this session's first frame
+        steady = False
         while not self.stop_event.is_set():
             slot = self.ring.acquire_write(timeout=0.5)
             if slot is None:
-                if self.stop_event.is_set():
-                    return False
-                continue  # lossless ring full: the worker is behind; wait again
+                continue  # closed (stop) or lossless ring full: the worker is behind; wait again
+            self._held = slot
             t_read = time.perf_counter()
-            frame = self.source.read(slot.frame)
+            error: str | None = None
+            try:
+                frame = self.source.read(self._raw.get(slot.index, slot.frame))
+            except SourceError as exc:  # the source says why the stream failed
+                frame, error = None, str(exc)
             self.read_seconds += time.perf_counter() - t_read
             if frame is None:
-                self.ring.abandon(slot)
+                self._release_held()
                 self._t_offset += index / fps
-                return True
+                return _Session(index, steady, True, error)
             now = self.clock()
-            t_frame = self._t_offset + index / fps if not self.source.live else now - self._t0_mono
+            if first is None:
+                first = now
+                self.last_error = None
+            steady = steady or now - first >= self.steady_after
+            t_frame = self._t_offset + index / fps if not self.source.live else now - self._origin
             index += 1
             self.frames_read += 1
             self._last_frame_mono = now
             if interval and t_frame < next_due:
                 self.frames_skipped += 1
-                self.ring.abandon(slot)
+                self._release_held()
                 continue
             next_due = max(next_due + interval, t_frame) if interval else 0.0
-            slot.frame = frame
-            t_pre = time.perf_counter()
-            slot.letterbox = self.preprocessor(frame, slot.tensor)
-            self.preprocess_seconds += time.perf_counter() - t_pre
-            slot.seq = self._seq
-            slot.t_frame = t_frame
-            slot.t_wall = self._t0_wall + t_frame if not self.source.live else time.time()
-            slot.t_mono_ns = time.monotonic_ns()
-            self._seq += 1
-            self.ring.commit(slot)
-        return False
+            self._fill(slot, frame, t_frame)
+        return _Session(index, steady, False, None)
+
+    def _fill(self, slot: Slot, frame: np.ndarray, t_frame: float) -> None:
+        """Convert to BGR when needed, preprocess into the slot's tensor, commit."""
+        bgr = self._to_bgr(frame, slot.frame)
+        if bgr is frame:
+            self._raw.pop(slot.index, None)
+        else:  # decode into a buffer of its own next time; slot.frame keeps the BGR image
+            self._raw[slot.index] = frame
+        slot.frame = bgr
+        t_pre = time.perf_counter()
+        slot.letterbox = self.preprocessor(bgr, slot.tensor)
+        self.preprocess_seconds += time.perf_counter() - t_pre
+        slot.seq = self._seq
+        slot.t_frame = t_frame
+        slot.t_wall = self._t0_wall + t_frame if not self.source.live else time.time()
+        slot.t_mono_ns = time.monotonic_ns()
+        self._seq += 1
+        self._held = None
+        self.ring.commit(slot)
+
+    def _release_held(self) -> None:
+        if self._held is not None:
+            self.ring.abandon(self._held)
+            self._held = None
