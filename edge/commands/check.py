@@ -1,4 +1,5 @@
-"""``edge check-config``: validate a config, its cross-references and its model files."""
+"""``edge check-config``: validate a config, its cross-references, and everything ``edge run``
+would fail on here (files, folders, addresses, model files, runners, devices, labels)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge.config import LoadedConfig, load_config
-from edge.errors import ConfigError, ModelError
-from edge.models import default_search_dirs, resolve_model
-
-
-def check_model_files(loaded: LoadedConfig) -> list[str]:
-    """Resolve every configured model and verify its files; issues point at ``models.X.path``."""
-    issues = []
-    dirs = default_search_dirs([loaded.config.models_dir])
-    for name, model in loaded.config.models.items():
-        try:
-            package = resolve_model(model.path, dirs)
-            for fmt in package.formats():
-                package.verified_file(fmt)
-        except ModelError as exc:
-            issues.append(loaded.source.issue(("models", name, "path"), str(exc)))
-    return issues
+from edge.config.preflight import preflight
+from edge.errors import ConfigError
 
 
 def summary(loaded: LoadedConfig) -> str:
@@ -33,11 +20,15 @@ def summary(loaded: LoadedConfig) -> str:
     )
 
 
-def cmd_check_config(path: Path, overrides: Sequence[str], check_models: bool = True) -> int:
+def load_checked(path: Path, overrides: Sequence[str], check_models: bool = True) -> LoadedConfig:
+    """``load_config`` then ``preflight``; raises ``ConfigError`` with every problem found."""
     loaded = load_config(path, overrides)
-    if check_models:
-        issues = check_model_files(loaded)
-        if issues:
-            raise ConfigError(issues)
-    print(summary(loaded))
+    issues = preflight(loaded, check_models=check_models)
+    if issues:
+        raise ConfigError(issues)
+    return loaded
+
+
+def cmd_check_config(path: Path, overrides: Sequence[str], check_models: bool = True) -> int:
+    print(summary(load_checked(path, overrides, check_models)))
     return 0

@@ -1,4 +1,5 @@
-"""``edge run``: the daemon's main entry."""
+"""``edge run``: the daemon's main entry. The config is checked as ``edge check-config`` checks
+it (``load_config`` + ``preflight``) before anything starts: a problem exits 2 with the same lines."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.config import load_config
+from edge.commands.check import load_checked
 from edge.daemon.app import Application
 from edge.logs import setup_logging
 
@@ -21,7 +22,7 @@ def cmd_run(
     log_level: str | None,
     log_format: str | None = None,
 ) -> int:
-    loaded = load_config(config, overrides)
+    loaded = load_checked(config, overrides)  # the same checks and lines as check-config
     setup_logging(log_level or loaded.config.log_level, log_format or loaded.config.log_format)
     app = Application(loaded, max_frames=max_frames, duration=duration, overrides=tuple(overrides))
     app.install_signal_handlers()

@@ -1,9 +1,12 @@
 """Load a YAML config into ``EdgeConfig`` with errors that name the file, line and field.
 
-Steps: parse YAML keeping each node's line, substitute ``${ENV}`` references, apply
-``--set dotted.key=value`` overrides, validate with pydantic, then check cross-references.
-Every problem becomes ``file:line: dotted.path: message`` (or ``--set key=value: ...`` for
-an override); all problems are reported at once in a ``ConfigError``.
+Steps: compose the YAML safely (bounded size, nesting depth and alias expansion, no recursive
+aliases, no duplicate keys; see ``compose_yaml``), substitute ``${ENV}`` references, apply
+``--set dotted.key=value`` overrides, reject text no program can use (NUL, lone surrogates),
+validate with pydantic, then check cross-references. Every problem becomes
+``file:line: dotted.path: message`` (or ``--set key=value: ...`` for an override), one line
+each; all problems are reported at once in a ``ConfigError``. What needs the filesystem or the
+hardware is checked afterwards by ``edge.config.preflight``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.constructor import ConstructorError, SafeConstructor
 
 from edge.config.schema import EdgeConfig
 from edge.errors import ConfigError
@@ -25,6 +29,29 @@ Key = str | int
 ConfigPath = tuple[Key, ...]
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+MAX_CONFIG_BYTES = 512 * 1024
+"""A config file larger than this is refused before it is parsed."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and sequences, counted through aliases."""
+MAX_NODES = 50_000
+"""Most YAML nodes in a document once its aliases are expanded: a real config has a few
+thousand, an alias bomb millions; this many load in well under a second."""
+MAX_INT_DIGITS = 100
+MAX_MESSAGE = 1000
+
+_PARSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` safe to print as one line: control and surrogate characters escaped, bounded."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass
@@ -46,8 +73,11 @@ class SourceMap:
         return self.filename
 
     def issue(self, path: ConfigPath, message: str) -> str:
-        dotted = ".".join(str(p) for p in path)
-        return f"{self.where(path)}: {dotted}: {message}" if dotted else f"{self.where(path)}: {message}"
+        """One printable line: ``file:line: dotted.path: message``."""
+        dotted = one_line(".".join(str(p) for p in path), 200)
+        where = one_line(self.where(path), 300)
+        message = one_line(message)
+        return f"{where}: {dotted}: {message}" if dotted else f"{where}: {message}"
 
 
 @dataclass(frozen=True)
@@ -58,15 +88,243 @@ class LoadedConfig:
 
 
 def record_lines(node: yaml.Node, path: ConfigPath, lines: dict[ConfigPath, int]) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            record_lines(value_node, path + (key,), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            record_lines(item, path + (i,), lines)
+    """Map each key path under ``node`` to its line. Iterative; a node reached twice through
+    aliases is walked once per path, and the walk stops after ``MAX_NODES`` entries."""
+    todo: list[tuple[yaml.Node, ConfigPath]] = [(node, path)]
+    budget = MAX_NODES
+    while todo and budget > 0:
+        budget -= 1
+        current, where = todo.pop()
+        lines.setdefault(where, current.start_mark.line + 1)
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+                lines.setdefault(where + (key,), key_node.start_mark.line + 1)
+                if len(where) < MAX_DEPTH:
+                    todo.append((value_node, where + (key,)))
+        elif isinstance(current, yaml.SequenceNode) and len(where) < MAX_DEPTH:
+            todo.extend((item, where + (i,)) for i, item in enumerate(current.value))
+
+
+# --- safe YAML --------------------------------------------------------------------------------
+
+
+class YamlProblem(Exception):
+    """A document refused before construction; ``line`` is 1-based, ``path`` where known."""
+
+    def __init__(self, line: int | None, path: ConfigPath, message: str) -> None:
+        super().__init__(message)
+        self.line, self.path, self.message = line, path, message
+
+    def issue(self, filename: str) -> str:
+        where = f"{filename}:{self.line}" if self.line else filename
+        dotted = ".".join(str(p) for p in self.path)
+        return one_line(f"{where}: {dotted}: {self.message}" if dotted else f"{where}: {self.message}")
+
+
+class _Constructor(SafeConstructor):
+    """PyYAML's safe constructor; a value it cannot build (``2021-13-45``) is a marked error."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ConstructorError(None, None, f"cannot read this value: {exc}", node.start_mark) from None
+
+
+@dataclass
+class _Frame:
+    node: yaml.SequenceNode | yaml.MappingNode
+    path: ConfigPath
+    size: int = 1
+    depth: int = 1
+    key: yaml.Node | None = None  # a mapping's key still waiting for its value
+
+    def child_path(self) -> ConfigPath:
+        if isinstance(self.node, yaml.SequenceNode):
+            return self.path + (len(self.node.value),)
+        if isinstance(self.key, yaml.ScalarNode):
+            return self.path + (str(self.key.value),)
+        return self.path
+
+
+def _line(mark: Any) -> int | None:
+    return int(mark.line) + 1 if mark is not None else None
+
+
+class _Composer:
+    """Builds the node graph from parser events with an explicit stack (no recursion)."""
+
+    def __init__(self) -> None:
+        self.resolver = yaml.SafeLoader("")
+        self.constructor = _Constructor()
+        self.anchors: dict[str, yaml.Node] = {}
+        self.measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, depth)
+        self.stack: list[_Frame] = []
+        self.root: yaml.Node | None = None
+        self.documents = 0
+
+    def fail(self, mark: Any, message: str) -> YamlProblem:
+        return YamlProblem(_line(mark), self.stack[-1].child_path() if self.stack else (), message)
+
+    def attach(self, node: yaml.Node, size: int, depth: int, mark: Any) -> None:
+        if not self.stack:
+            self.root = node
+            return
+        frame = self.stack[-1]
+        frame.size += size
+        frame.depth = max(frame.depth, depth + 1)
+        if frame.size > MAX_NODES:
+            raise self.fail(
+                mark, f"the document expands to more than {MAX_NODES} nodes (aliases repeat too much)"
+            )
+        if len(self.stack) + depth > MAX_DEPTH:
+            raise self.fail(mark, f"nested deeper than {MAX_DEPTH} levels (counting through aliases)")
+        if isinstance(frame.node, yaml.SequenceNode):
+            frame.node.value.append(node)
+        elif frame.key is None:
+            frame.key = node
+        else:
+            frame.node.value.append((frame.key, node))
+            frame.key = None
+
+    def anchor(self, event: Any, node: yaml.Node) -> None:
+        if event.anchor is None:
+            return
+        if event.anchor in self.anchors:
+            first = _line(self.anchors[event.anchor].start_mark)
+            raise self.fail(event.start_mark, f"duplicate anchor &{event.anchor} (first at line {first})")
+        self.anchors[event.anchor] = node
+
+    def tag(self, event: Any, kind: type[yaml.Node], value: str | None) -> str:
+        if event.tag is None or event.tag == "!":
+            return str(self.resolver.resolve(kind, value, event.implicit))  # type: ignore[no-untyped-call]
+        return str(event.tag)
+
+    def feed(self, event: Any) -> None:
+        mark: Any = event.start_mark
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                raise self.fail(mark, "expected one YAML document, found a second ('---')")
+        elif isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(str(event.anchor))
+            if target is None:
+                raise self.fail(mark, f"undefined alias *{event.anchor}")
+            if id(target) not in self.measured:
+                raise self.fail(
+                    mark, f"recursive alias *{event.anchor}: it refers to a node that contains it"
+                )
+            self.attach(target, *self.measured[id(target)], mark)
+        elif isinstance(event, yaml.ScalarEvent):
+            tag = self.tag(event, yaml.ScalarNode, event.value)
+            if tag == _INT_TAG and len(event.value) > MAX_INT_DIGITS:
+                raise self.fail(mark, f"a number of {len(event.value)} digits is too large")
+            end: Any = event.end_mark
+            scalar = yaml.ScalarNode(tag, event.value, mark, end, style=event.style)
+            self.anchor(event, scalar)
+            self.measured[id(scalar)] = (1, 1)
+            self.attach(scalar, 1, 1, mark)
+        elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            if len(self.stack) >= MAX_DEPTH:
+                raise self.fail(mark, f"nested deeper than {MAX_DEPTH} levels")
+            kind = yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode
+            node = kind(self.tag(event, kind, None), [], mark, None, flow_style=event.flow_style)
+            self.anchor(event, node)
+            self.stack.append(_Frame(node, self.stack[-1].child_path() if self.stack else ()))
+        elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+            frame = self.stack.pop()
+            frame.node.end_mark = event.end_mark
+            if isinstance(frame.node, yaml.MappingNode):
+                self.check_duplicate_keys(frame.node, frame.path)
+            self.measured[id(frame.node)] = (frame.size, frame.depth)
+            self.attach(frame.node, frame.size, frame.depth, frame.node.start_mark)
+
+    def check_duplicate_keys(self, node: yaml.MappingNode, path: ConfigPath) -> None:
+        seen: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                continue
+            text = str(self.constructor.construct_object(key_node))  # as the loader sees it: 1 == "1"
+            line = key_node.start_mark.line + 1
+            if text in seen:
+                raise YamlProblem(
+                    line, path + (text,), f"duplicate key {text!r} (first at line {seen[text]})"
+                )
+            seen[text] = line
+
+
+def compose_yaml(text: str) -> yaml.Node | None:
+    """Compose one YAML document from the event stream without recursion.
+
+    Aliases stay shared references (as PyYAML composes them); the expanded size and depth of
+    every node are counted as it completes (memoised), so an alias bomb, a recursive alias,
+    deep nesting or a duplicate key is refused with ``YamlProblem`` before anything is
+    constructed."""
+    composer = _Composer()
+    for event in yaml.parse(text, Loader=_PARSER):
+        composer.feed(event)
+    return composer.root
+
+
+def construct_yaml(node: yaml.Node | None) -> Any:
+    """Python data from a node of ``compose_yaml`` (safe tags only; merge keys supported)."""
+    return None if node is None else _Constructor().construct_document(node)
+
+
+def load_yaml_value(text: str) -> Any:
+    """``yaml.safe_load`` with the limits of ``compose_yaml``; raises ``ValueError``."""
+    try:
+        return construct_yaml(compose_yaml(text))
+    except YamlProblem as exc:
+        raise ValueError(exc.message) from None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or type(exc).__name__
+        raise ValueError(f"value is not valid YAML: {problem}") from None
+
+
+def _yaml_error_issue(exc: yaml.YAMLError, filename: str, text: str) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = _line(mark)
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text[: max(exc.position, 0)].count("\n") + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or b"\0")
+        problem = f"unacceptable character #x{char:04x}: {exc.reason}"
+    else:
+        problem = getattr(exc, "problem", None) or str(exc)
+    where = f"{filename}:{line}" if line else filename
+    return one_line(f"{where}: invalid YAML: {problem}")
+
+
+def _text_issue(text: str, filename: str) -> str | None:
+    """Text a YAML file cannot hold: lone surrogates (from a caller's string, not a file)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line = text[: exc.start].count("\n") + 1
+        return f"{filename}:{line}: the text is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def _bad_strings(data: Any, path: ConfigPath) -> Iterable[tuple[ConfigPath, str]]:
+    """Strings with a NUL or a lone surrogate (a ``\\ud800`` escape), and binary values:
+    nothing in a config can use them, and they crash the code that prints or opens them."""
+    todo: list[tuple[Any, ConfigPath]] = [(data, path)]
+    while todo:
+        value, where = todo.pop()
+        if isinstance(value, dict):
+            for k, v in value.items():
+                todo.append((k, where + (str(k),)) if isinstance(k, str) else (None, where))
+                todo.append((v, where + (str(k),)))
+        elif isinstance(value, list):
+            todo.extend((v, where + (i,)) for i, v in enumerate(value))
+        elif isinstance(value, bytes):
+            yield where, "binary (!!binary) values are not supported"
+        elif isinstance(value, str):
+            if "\x00" in value:
+                yield where, "text cannot contain a NUL character"
+            elif any("\ud800" <= c <= "\udfff" for c in value):
+                yield where, "text cannot contain a lone surrogate (an invalid \\ud800-\\udfff escape)"
 
 
 def _normalise_keys(data: Any) -> Any:
@@ -111,10 +369,9 @@ def _parse_override(text: str) -> tuple[ConfigPath, Any]:
     parts: list[Key] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
     if any(p == "" for p in parts):
         raise ValueError("empty key segment")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ValueError(f"value is not valid YAML: {exc}") from None
+    if len(parts) > MAX_DEPTH:
+        raise ValueError(f"the key has more than {MAX_DEPTH} levels")
+    value = load_yaml_value(raw) if raw.strip() else ""
     return tuple(parts), value
 
 
@@ -172,7 +429,7 @@ def pydantic_problems(exc: ValidationError, data: Any) -> list[tuple[ConfigPath,
         elif err["type"] == "union_tag_invalid":
             given = err.get("input")
             tag = given.get("type") if isinstance(given, dict) else given
-            message = f"unknown type {tag!r}; expected one of {err['ctx']['expected_tags']}"
+            message = f"unknown type {one_line(repr(tag), 60)}; expected one of {err['ctx']['expected_tags']}"
             if isinstance(given, dict) and "type" in given:
                 path = (*path, "type")
         elif message.startswith("Value error, "):
@@ -201,16 +458,18 @@ def parse_config(
 ) -> LoadedConfig:
     """Parse and validate config text; raises ``ConfigError`` listing every problem."""
     source = SourceMap(filename)
+    bad_text = _text_issue(text, filename)
+    if bad_text:
+        raise ConfigError([bad_text])
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = compose_yaml(text)
+        if node is not None:
+            record_lines(node, (), source.lines)
+        data = construct_yaml(node)
+    except YamlProblem as exc:
+        raise ConfigError([exc.issue(filename)]) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{filename}{line}: invalid YAML: {problem}"]) from None
-    if node is not None:
-        record_lines(node, (), source.lines)
+        raise ConfigError([_yaml_error_issue(exc, filename, text)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -224,13 +483,17 @@ def parse_config(
     issues = [source.issue(p, m) for p, m in problems]
 
     for text_override in overrides:
+        shown = one_line(text_override, 200)
         try:
             path, value = _parse_override(text_override)
             _apply_override(data, path, value)
         except ValueError as exc:
-            issues.append(f"--set {text_override}: {exc}")
+            issues.append(f"--set {shown}: {one_line(str(exc))}")
             continue
-        source.overrides[tuple(str(p) if isinstance(p, str) else p for p in path)] = text_override
+        source.overrides[tuple(str(p) if isinstance(p, str) else p for p in path)] = shown
+    bad = list(_bad_strings(data, ()))
+    if bad:
+        raise ConfigError(issues + [source.issue(p, m) for p, m in bad])
     try:
         cfg = EdgeConfig.model_validate(data)
     except ValidationError as exc:
@@ -249,11 +512,27 @@ def parse_config(
 def load_config(
     path: Path | str, overrides: Sequence[str] = (), env: dict[str, str] | None = None
 ) -> LoadedConfig:
-    """Read and validate a config file (see ``parse_config``)."""
-    p = Path(path)
+    """Read and validate a config file (see ``parse_config``); at most ``MAX_CONFIG_BYTES``,
+    UTF-8. Errors start with ``str(path)`` (or ``--set``)."""
+    name = str(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{p}: cannot read config: {exc.strerror or exc}"]) from None
-    loaded = parse_config(text, str(path), overrides, env)
-    return LoadedConfig(loaded.config, loaded.source, p)
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([one_line(f"{name}: cannot read config: {reason}")]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [f"{name}: the config is larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?"]
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        byte = f"0x{raw[exc.start]:02x}"
+        raise ConfigError(
+            [f"{name}:{line}: not UTF-8 text: byte {byte} at column {column}; save it as UTF-8"]
+        ) from None
+    loaded = parse_config(text, name, overrides, env)
+    return LoadedConfig(loaded.config, loaded.source, Path(path))

@@ -1,16 +1,24 @@
 """The config file's schema: pydantic v2 models, ``extra="forbid"`` everywhere.
 
-Validation here is pure (no file or hardware access). Cross-references between sections
-(a camera's model, a rule's cameras) are checked by ``edge.config.loader`` so their errors can
-point at the right line.
+Validation here is pure (no file or hardware access; ``~`` in paths is expanded from the user
+database). Every value is bounded: durations are finite with a per-field maximum, paths fit the
+filesystem's limits, MQTT topic prefixes are valid publish topics, polygons have at most
+``MAX_POLYGON_POINTS`` points. Cross-references between sections (a camera's model, a rule's
+cameras) are checked by ``edge.config.loader``, and what needs the filesystem or the hardware by
+``edge.config.preflight``, so their errors can point at the right line.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import pwd
 import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -20,13 +28,14 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
 """Camera, model and rule names: they become MQTT topic levels and entity ids."""
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -35,44 +44,167 @@ def parse_duration(value: object) -> object:
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 10, '500ms', '10s', '5m', '1h')")
+            raise ValueError(f"not a duration: {value[:40]!r} (use e.g. 10, '500ms', '10s', '5m', '1h')")
         return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+HOUR, DAY, WEEK, YEAR = 3600.0, 86400.0, 7 * 86400.0, 366 * 86400.0
+
+
+def _at_most(limit: float, text: str) -> AfterValidator:
+    def check(value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number of seconds, got {value}")
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value:g}")
+        if value > limit:
+            raise ValueError(f"must be at most {text} ({limit:g} s), got {value:g} s")
+        return value
+
+    return AfterValidator(check)
+
+
+def _seconds_schema(limit: float) -> WithJsonSchema:
+    return WithJsonSchema({"type": "number", "minimum": 0, "maximum": limit})
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), _at_most(YEAR, "366 days"), _seconds_schema(YEAR)]
+"""A duration (number of seconds or '500ms', '10s', '5m', '1h'), finite, at most a year."""
+Timeout = Annotated[float, BeforeValidator(parse_duration), _at_most(HOUR, "1 h"), _seconds_schema(HOUR)]
+Interval = Annotated[float, BeforeValidator(parse_duration), _at_most(DAY, "1 day"), _seconds_schema(DAY)]
+Cooldown = Annotated[float, BeforeValidator(parse_duration), _at_most(WEEK, "1 week"), _seconds_schema(WEEK)]
+
+PATH_MAX_BYTES, NAME_MAX_BYTES = 4095, 255  # Linux PATH_MAX (with its NUL) and NAME_MAX
+
+
+def _expand_home(value: str) -> str:
+    """``~`` and ``~user`` like the shell; an unknown user is an error (``Path.expanduser``
+    raises RuntimeError, ``os.path.expanduser`` leaves the text as it is)."""
+    head, _, rest = value.partition("/")
+    user = head[1:]
+    try:
+        home = (
+            pwd.getpwnam(user).pw_dir if user else os.environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+        )
+    except KeyError:
+        raise ValueError(
+            f"no user {user!r} for {head!r}" if user else "cannot determine the home directory for '~'"
+        ) from None
+    return os.path.join(home, rest) if rest else home
+
+
+def check_path_text(value: str) -> str:
+    """A path as the config writes it: no NUL, valid UTF-8, within PATH_MAX/NAME_MAX, ``~`` expanded."""
+    if not value:
+        raise ValueError("the path is empty")
+    if "\x00" in value:
+        raise ValueError("a path cannot contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the path is not valid UTF-8 text") from None
+    if value.startswith("~"):
+        value = _expand_home(value)
+    raw = value.encode("utf-8")
+    if len(raw) > PATH_MAX_BYTES:
+        raise ValueError(f"the path is {len(raw)} bytes long; at most {PATH_MAX_BYTES}")
+    longest = max(raw.split(b"/"), key=len)
+    if len(longest) > NAME_MAX_BYTES:
+        start = longest[:20].decode("utf-8", "replace")
+        raise ValueError(
+            f"a path component ({start!r}...) is {len(longest)} bytes long; at most {NAME_MAX_BYTES}"
+        )
+    return value
+
+
+def _path_before(value: object) -> object:
+    return check_path_text(value) if isinstance(value, str) else value
+
+
+LocalPath = Annotated[Path, BeforeValidator(_path_before)]
+"""A filesystem path (``~`` expanded, length-checked); relative paths are from the working folder."""
+PathText = Annotated[str, BeforeValidator(_path_before)]
+
+MAX_TOPIC_PREFIX = 256
+
+
+def _check_topic_prefix(value: str) -> str:
+    """The first levels of topics edge publishes to, as MQTT allows them (and practical)."""
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > MAX_TOPIC_PREFIX:
+        raise ValueError(f"is {len(value)} characters long; at most {MAX_TOPIC_PREFIX}")
+    for ch in value:
+        if ch in "#+":
+            raise ValueError(f"holds the wildcard {ch!r}, which a topic one publishes to cannot contain")
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            raise ValueError(f"holds the control character {ch!r}; MQTT topics are UTF-8 text")
+    if value.startswith("$"):
+        raise ValueError("must not start with '$' (topics starting with '$' are the broker's)")
+    if "" in value.split("/"):
+        raise ValueError(f"{value!r} has an empty level (a leading, trailing or doubled '/')")
+    return value
+
+
+TopicPrefix = Annotated[str, AfterValidator(_check_topic_prefix)]
+
+
+def _check_host(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty (a broker host name or address)")
+    if len(value) > 253 or any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ValueError(f"{value[:40]!r} is not a host name or address")
+    return value
+
+
+def _check_mqtt_text(value: str) -> str:
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value) or len(value) > 4096:
+        raise ValueError("must be at most 4096 characters of text without control characters")
+    return value
+
+
+MAX_POLYGON_POINTS = 256
 
 
 def _check_polygon(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    if len(points) < 3:
-        raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
+    n = len(points)
+    if n < 3:
+        raise ValueError(f"a polygon needs at least 3 points, got {n}")
+    if n > MAX_POLYGON_POINTS:
+        raise ValueError(f"a polygon has at most {MAX_POLYGON_POINTS} points, got {n}: simplify it")
     for i, (x, y) in enumerate(points):
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             raise ValueError(
                 f"point {i} ({x}, {y}) is outside [0, 1]: coordinates are fractions of the frame"
             )
-    n = len(points)
-    for i in range(n):
-        for j in range(i + 1, n):
-            if abs(i - j) in (1, n - 1):
-                continue  # neighbours share a vertex
-            if _segments_cross(points[i], points[(i + 1) % n], points[j], points[(j + 1) % n]):
-                raise ValueError(f"the polygon crosses itself (edges {i} and {j})")
+    crossing = _first_crossing(np.asarray(points, dtype=np.float64))
+    if crossing is not None:
+        raise ValueError(f"the polygon crosses itself (edges {crossing[0]} and {crossing[1]})")
     area2 = sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1], strict=True))
     if abs(area2) < 1e-9:
         raise ValueError("the polygon has zero area")
     return points
 
 
-def _segments_cross(
-    a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]
-) -> bool:
-    def orient(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> float:
-        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+def _first_crossing(pts: np.ndarray) -> tuple[int, int] | None:
+    """The first pair of non-adjacent edges (i < j) that properly cross; all pairs at once."""
+    n = len(pts)
+    a, b = pts, np.roll(pts, -1, axis=0)  # edge k runs from a[k] to b[k]
 
-    d1, d2 = orient(c, d, a), orient(c, d, b)
-    d3, d4 = orient(a, b, c), orient(a, b, d)
-    return (d1 * d2 < 0) and (d3 * d4 < 0)
+    def orient(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+        # orientation of r against the line p->q, for p, q of edge j (columns) and r of edge i (rows)
+        out: np.ndarray = (q[None, :, 0] - p[None, :, 0]) * (r[:, None, 1] - p[None, :, 1]) - (
+            q[None, :, 1] - p[None, :, 1]
+        ) * (r[:, None, 0] - p[None, :, 0])
+        return out
+
+    d1, d2 = orient(a, b, a), orient(a, b, b)  # [i, j]: ends of edge i against edge j
+    i, j = np.indices((n, n))
+    apart = (j > i + 1) & ~((i == 0) & (j == n - 1))  # neighbours share a vertex
+    cross = (d1 * d2 < 0) & (d1.T * d2.T < 0) & apart
+    hits = np.argwhere(cross)
+    return (int(hits[0][0]), int(hits[0][1])) if len(hits) else None
 
 
 Polygon = Annotated[list[tuple[float, float]], AfterValidator(_check_polygon)]
@@ -86,7 +218,7 @@ class Strict(BaseModel):
 class ModelConfig(Strict):
     """A model the cameras can use."""
 
-    path: str = Field(
+    path: PathText = Field(
         description="Model package name (folder under a models directory with model.yaml), "
         "a package folder, or a bare export file (.onnx, .tflite, .xml, *_openvino_model/, .engine)."
     )
@@ -113,7 +245,7 @@ class ModelConfig(Strict):
 
 class FileSource(Strict):
     type: Literal["file"]
-    path: str
+    path: PathText
     loop: bool = False
 
 
@@ -123,8 +255,8 @@ class StreamSource(Strict):
     type: Literal["rtsp", "http"]
     url: str = Field(description="May hold credentials (rtsp://user:pass@host/...); they are masked in logs.")
     transport: Literal["tcp", "udp"] = "tcp"
-    open_timeout: Seconds = 10.0
-    read_timeout: Seconds = 5.0
+    open_timeout: Timeout = 10.0
+    read_timeout: Timeout = 5.0
 
     @field_validator("url")
     @classmethod
@@ -163,8 +295,8 @@ Source = Annotated[FileSource | StreamSource | V4l2Source | GStreamerSource, Fie
 class ReconnectConfig(Strict):
     """Exponential backoff with jitter between reconnection attempts."""
 
-    initial: Seconds = 1.0
-    max: Seconds = 30.0
+    initial: Timeout = 1.0
+    max: Timeout = 30.0
 
 
 class CameraConfig(Strict):
@@ -175,7 +307,9 @@ class CameraConfig(Strict):
     buffer: Literal["latest", "lossless"] | None = Field(
         None, description="Frame ring policy; default lossless for files, latest for live sources."
     )
-    masks: list[Polygon] = Field(default_factory=list, description="Areas whose detections are ignored.")
+    masks: list[Polygon] = Field(
+        default_factory=list, max_length=64, description="Areas whose detections are ignored."
+    )
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
     buffer_slots: int = Field(
         3, ge=2, le=64, description="Preallocated frame slots between capture and inference."
@@ -189,16 +323,16 @@ class RuleConfig(Strict):
     zone: Polygon | None = None
     point: Literal["bottom_center", "center", "top_center"] = "bottom_center"
     min_area: float = Field(0.0, ge=0.0, le=1.0, description="Smallest box area, as a fraction of the frame.")
-    cooldown: Seconds = Field(
+    cooldown: Cooldown = Field(
         10.0, description="Least time between two 'new' events of this rule and camera."
     )
-    clear_after: Seconds = Field(2.0, description="Time without a match after which the rule ends.")
+    clear_after: Interval = Field(2.0, description="Time without a match after which the rule ends.")
 
 
 class TlsConfig(Strict):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: LocalPath | None = None
+    cert_file: LocalPath | None = None
+    key_file: LocalPath | None = None
     insecure: bool = Field(False, description="Skip the broker hostname check (never in production).")
 
 
@@ -217,24 +351,24 @@ class OutboxConfig(Strict):
 
 class HomeAssistantConfig(Strict):
     enabled: bool = False
-    prefix: str = "homeassistant"
+    prefix: TopicPrefix = "homeassistant"
 
 
 class MqttConfig(Strict):
     enabled: bool = True
-    host: str = "localhost"
+    host: Annotated[str, AfterValidator(_check_host)] = "localhost"
     port: int = Field(1883, ge=1, le=65535)
     device: Name = "edge"
-    prefix: str = "edge"
-    username: str | None = None
+    prefix: TopicPrefix = "edge"
+    username: Annotated[str, AfterValidator(_check_mqtt_text)] | None = None
     password: SecretStr | None = None
-    password_file: Path | None = Field(None, description="Read the password from this file (mode 0600).")
+    password_file: LocalPath | None = Field(None, description="Read the password from this file (mode 0600).")
     tls: TlsConfig | None = None
     protocol: Literal["3.1.1", "5"] = "5"
     keepalive: int = Field(30, ge=5, le=3600)
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
-    stats_interval: Seconds = Field(30.0, description="How often figures go to the stats topic.")
+    stats_interval: Interval = Field(30.0, description="How often figures go to the stats topic.")
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
 
     def resolved_password(self) -> str | None:
@@ -308,8 +442,10 @@ class MetricsConfig(Strict):
 class EdgeConfig(Strict):
     """Top level of an edge config file."""
 
-    state_dir: Path = Field(Path("/var/lib/edge"), description="Everything the daemon writes lives here.")
-    models_dir: Path | None = Field(None, description="Extra folder searched first for model packages.")
+    state_dir: LocalPath = Field(
+        Path("/var/lib/edge"), description="Everything the daemon writes lives here."
+    )
+    models_dir: LocalPath | None = Field(None, description="Extra folder searched first for model packages.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
@@ -318,4 +454,4 @@ class EdgeConfig(Strict):
     rules: dict[Name, RuleConfig] = Field(default_factory=dict)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
-    status_interval: Seconds = Field(30.0, description="How often each camera's status line is logged.")
+    status_interval: Interval = Field(30.0, description="How often each camera's status line is logged.")
