@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,17 @@ import numpy as np
 
 from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor
 from edge.config.schema import ModelConfig
-from edge.decoders import DecodeContext, DecodeParams, Decoder, build_decoder, decode_params
-from edge.errors import ModelError
+from edge.decoders import (
+    DecodeContext,
+    DecodeParams,
+    Decoder,
+    build_decoder,
+    check_outputs,
+    decode_params,
+)
+from edge.errors import EdgeError, ModelError
 from edge.models import ModelPackage, file_sha256, resolve_model
-from edge.runners.base import ModelRunner, RunnerOptions, load_runner
+from edge.runners.base import ModelRunner, RunnerOptions, load_runner, one_line, warm_up
 from edge.runners.select import HardwareInfo, Selection, probe_hardware, select_runner
 from edge.types import Detections, TensorSpec
 
@@ -110,12 +117,41 @@ def load_model(
     hardware: HardwareInfo | None = None,
     search_dirs: list[Path] | None = None,
 ) -> LoadedModel:
-    """Resolve, verify, select, load and warm a model; errors name the file and the problem."""
+    """Resolve, verify, select, load and warm a model, and check that its outputs fit its decoder.
+
+    Every failure is an ``EdgeError`` (``ModelError`` for the model's files) with a one-line
+    message naming the file and what was expected, never a library's traceback.
+    """
     started = time.perf_counter()
-    package = ref if isinstance(ref, ModelPackage) else resolve_model(ref, search_dirs)
-    selection = select_runner(package, hardware or probe_hardware(), runner)
-    path = package.verified_file(selection.format)
-    loaded = load_runner(selection.backend, path, options)
+    try:
+        package = ref if isinstance(ref, ModelPackage) else resolve_model(ref, search_dirs)
+        selection = select_runner(package, hardware or probe_hardware(), runner)
+        path = package.verified_file(selection.format)
+    except EdgeError:
+        raise
+    except Exception as exc:  # a safety net: the checks above should have said what is wrong
+        where = ref.origin if isinstance(ref, ModelPackage) else ref
+        raise ModelError(f"{where}: cannot load the model ({type(exc).__name__}: {one_line(exc)})") from exc
+    opts = options or RunnerOptions()
+    loaded = load_runner(selection.backend, path, replace(opts, warmup=False))
+    try:
+        return _finish_loading(package, selection, path, loaded, opts, overrides, started)
+    except BaseException as exc:
+        loaded.close()
+        if isinstance(exc, EdgeError) or not isinstance(exc, Exception):
+            raise
+        raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {one_line(exc)})") from exc
+
+
+def _finish_loading(
+    package: ModelPackage,
+    selection: Selection,
+    path: Path,
+    loaded: ModelRunner,
+    opts: RunnerOptions,
+    overrides: Mapping[str, Any] | None,
+    started: float,
+) -> LoadedModel:
     spec = _input_spec(loaded, path)
     hw = spec.image_hw()
     if package.input.size is None and hw is None:
@@ -126,8 +162,20 @@ def load_model(
         raise ModelError(
             f"{path}: the model's input is {hw[1]}x{hw[0]} but the manifest says {fmt.width}x{fmt.height}"
         )
+    # Warm up at the size frames will have, and check the decoder against what came out.
+    shapes: list[tuple[int | None, ...]] = (
+        [o.shape for o in warm_up(loaded, image_hw=(fmt.height, fmt.width))]
+        if opts.warmup
+        else [o.shape for o in loaded.outputs]
+    )
     params = decode_params(package, overrides)
-    decoder = build_decoder(package, (fmt.width, fmt.height), loaded.outputs, params)
+    try:
+        decoder = build_decoder(package, (fmt.width, fmt.height), loaded.outputs, params)
+    except ModelError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ModelError(f"{path}: {exc}") from None
+    check_outputs(package.decoder, decoder.output_rules, shapes, [o.name for o in loaded.outputs], path)
     return LoadedModel(
         package=package,
         runner=loaded,

@@ -28,6 +28,7 @@ from edge.buffer.preprocess import InputFormat
 from edge.config.loader import SourceMap, pydantic_problems, record_lines
 from edge.config.schema import Strict
 from edge.errors import ModelError
+from edge.runners.base import one_line, require_model_file
 
 MANIFEST = "model.yaml"
 Format = Literal["onnx", "openvino", "tflite", "engine"]
@@ -109,6 +110,10 @@ class ModelPackage:
                 f"{self.origin}: files.{fmt}: {path} is missing; run `edge models fetch` "
                 "or put the file there"
             )
+        if not path.is_file():
+            raise ModelError(
+                f"{path}: is not a regular file; expected the model's {fmt} file (from {self.origin})"
+            )
         expected = self.sha256.get(fmt)
         if expected:
             actual = file_sha256(path)
@@ -137,10 +142,19 @@ def read_manifest(path: Path) -> ModelPackage:
     """Parse ``model.yaml``; errors name the manifest file, line and field."""
     try:
         text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = _os_problem(exc)
+        raise ModelError(f"{path}: cannot read model manifest ({problem}); expected UTF-8 YAML") from None
+    try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelError(f"{path}: cannot read model manifest: {exc}") from None
+    except yaml.YAMLError as exc:
+        where = _yaml_where(path, exc)
+        raise ModelError(f"{where}: invalid YAML in model manifest ({_yaml_problem(exc)})") from None
+    if data is not None and not isinstance(data, dict):
+        raise ModelError(
+            f"{path}: expected a mapping (name, task, decoder, labels, files), got {type(data).__name__}"
+        )
     source = SourceMap(str(path))
     if node is not None:
         record_lines(node, (), source.lines)
@@ -174,26 +188,70 @@ def _literal(text: str) -> Any:
         return ast.literal_eval(text)
 
 
+def _os_problem(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"byte {exc.start} is not UTF-8"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _yaml_where(path: Path, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f"{path}:{mark.line + 1}" if mark is not None else str(path)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None)
+    return str(problem) if problem else str(exc).splitlines()[0]
+
+
 def _onnx_metadata(path: Path) -> dict[str, Any]:
     import onnxruntime as ort
 
+    require_model_file(path, "an ONNX model")
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
     try:
         meta = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).get_modelmeta()
     except Exception as exc:
-        raise ModelError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+        raise ModelError(f"{path}: not a readable ONNX model ({one_line(exc)})") from exc
     out: dict[str, Any] = {}
     for key, value in meta.custom_metadata_map.items():
         try:
             out[key] = _literal(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             out[key] = value
     return out
 
 
+def _openvino_metadata(xml: Path) -> tuple[dict[str, Any], Path]:
+    """Ultralytics' ``metadata.yaml`` beside the IR (empty when there is none)."""
+    meta_file = xml.parent / "metadata.yaml"
+    if not meta_file.exists():
+        return {}, meta_file
+    expected = "Ultralytics export metadata (a YAML mapping with task, names, imgsz)"
+    try:
+        text = meta_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{meta_file}: cannot read it ({_os_problem(exc)}); expected {expected}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ModelError(
+            f"{_yaml_where(meta_file, exc)}: invalid YAML ({_yaml_problem(exc)}); expected {expected}"
+        ) from None
+    if data is None:
+        return {}, meta_file
+    if not isinstance(data, dict):
+        raise ModelError(f"{meta_file}: expected {expected}, got a {type(data).__name__}")
+    return data, meta_file
+
+
 def _tflite_metadata(path: Path) -> dict[str, Any]:
+
+    require_model_file(path, "a TFLite flatbuffer")
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
@@ -201,11 +259,13 @@ def _tflite_metadata(path: Path) -> dict[str, Any]:
                 return {}
             value = _literal(zf.read(names[0]).decode("utf-8"))
             return value if isinstance(value, dict) else {}
-    except (zipfile.BadZipFile, ValueError, SyntaxError, UnicodeDecodeError):
+    except (zipfile.BadZipFile, ValueError, SyntaxError, MemoryError, RecursionError, OSError):
         return {}
 
 
 def _engine_metadata(path: Path) -> dict[str, Any]:
+
+    require_model_file(path, "a TensorRT engine")
     with path.open("rb") as fh:
         head = fh.read(4)
         if len(head) < 4:
@@ -221,26 +281,72 @@ def _engine_metadata(path: Path) -> dict[str, Any]:
 
 
 def _labels_from_names(names: Any, where: Path) -> tuple[str, ...]:
-    if isinstance(names, dict):
+    if isinstance(names, dict) and names:
         try:
             ordered = sorted(((int(k), str(v)) for k, v in names.items()))
         except (TypeError, ValueError):
-            raise ModelError(f"{where}: metadata 'names' must map class indices to names") from None
+            raise ModelError(
+                f"{where}: metadata 'names' must map class indices to names, e.g. {{0: person}}"
+            ) from None
         return tuple(v for _, v in ordered)
-    if isinstance(names, list | tuple):
+    if isinstance(names, list | tuple) and names and all(isinstance(v, str | int) for v in names):
         return tuple(str(v) for v in names)
-    raise ModelError(f"{where}: metadata has no class names ('names'); use a model.yaml manifest instead")
+    raise ModelError(
+        f"{where}: metadata 'names' must map class indices to names (e.g. {{0: person}}) or list them, "
+        f"got {_shown(names)}"
+    )
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= limit else text[: limit - 3] + '...'}"
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    return None
+
+
+def _imgsz(value: Any, where: Path) -> tuple[int, int] | None:
+    """Ultralytics' ``imgsz`` ([height, width], or one int for a square) as (width, height)."""
+    if value is None:
+        return None
+    square = _positive_int(value)
+    if square is not None:
+        return square, square
+    if isinstance(value, list | tuple) and len(value) == 2:
+        h, w = (_positive_int(v) for v in value)
+        if h is not None and w is not None:
+            return w, h
+    raise ModelError(f"{where}: metadata 'imgsz' must be [height, width] in pixels, got {_shown(value)}")
+
+
+def _kpt_shape(value: Any, where: Path) -> list[int]:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        k, d = (_positive_int(v) for v in value)
+        if k is not None and d in (2, 3):
+            return [k, d]
+    raise ModelError(f"{where}: metadata 'kpt_shape' must be [keypoints, 2 or 3], got {_shown(value)}")
 
 
 def _bare_file(path: Path) -> tuple[str, Path]:
+    suffixes = {suffix: fmt for fmt, suffix in FORMAT_SUFFIX.items()}
     if path.is_dir():
+        if path.suffix in suffixes:
+            raise ModelError(f"{path}: is a directory; expected a {suffixes[path.suffix]} model file")
         xmls = sorted(path.glob("*.xml"))
         if len(xmls) != 1:
-            raise ModelError(f"{path}: expected one OpenVINO .xml in the folder, found {len(xmls)}")
+            raise ModelError(
+                f"{path}: expected one OpenVINO .xml in the folder (or a {MANIFEST}), found {len(xmls)}"
+            )
         return "openvino", xmls[0]
-    for fmt, suffix in FORMAT_SUFFIX.items():
-        if path.suffix == suffix:
-            return fmt, path
+    if path.suffix in suffixes:
+        return suffixes[path.suffix], path
     raise ModelError(
         f"{path}: unknown model file type; expected .onnx, .tflite, .xml, .engine or a model.yaml folder"
     )
@@ -251,43 +357,49 @@ def read_bare_export(path: Path) -> ModelPackage:
     fmt, file = _bare_file(path)
     if not file.exists():
         raise ModelError(f"{file}: model file not found")
+    where = file
     if fmt == "onnx":
         meta = _onnx_metadata(file)
     elif fmt == "openvino":
-        meta_file = file.parent / "metadata.yaml"
-        meta = yaml.safe_load(meta_file.read_text()) if meta_file.exists() else {}
+        meta, where = _openvino_metadata(file)
     elif fmt == "tflite":
         meta = _tflite_metadata(file)
     else:
         meta = _engine_metadata(file)
     if not meta or "names" not in meta:
         raise ModelError(
-            f"{file}: no Ultralytics metadata (task, names, imgsz) found; write a model.yaml "
+            f"{where}: no Ultralytics metadata (task, names, imgsz) found; write a model.yaml "
             "manifest beside it naming task, decoder and labels"
         )
-    task = str(meta.get("task", "detect"))
+    task = meta.get("task", "detect")
     if task not in ("detect", "pose", "classify"):
-        raise ModelError(f"{file}: task {task!r} is not supported (detect, pose, classify are)")
+        raise ModelError(
+            f"{where}: metadata 'task' {task!r} is not supported; expected detect, pose or classify"
+        )
     decoder: DecoderName = (
-        "classify" if task == "classify" else "yolov10" if meta.get("end2end") else "yolov8"
+        "classify" if task == "classify" else "yolov10" if _truthy(meta.get("end2end")) else "yolov8"
     )
-    imgsz = meta.get("imgsz")
-    size = (int(imgsz[1]), int(imgsz[0])) if isinstance(imgsz, list | tuple) and len(imgsz) == 2 else None
     options: dict[str, Any] = {}
     if "kpt_shape" in meta:
-        options["kpt_shape"] = list(meta["kpt_shape"])
+        options["kpt_shape"] = _kpt_shape(meta["kpt_shape"], where)
+    elif task == "pose":
+        raise ModelError(f"{where}: a pose model needs metadata 'kpt_shape' [keypoints, 2 or 3]")
     return ModelPackage(
         name=path.stem.removesuffix("_openvino_model"),
-        task=task,  # type: ignore[arg-type]
+        task=task,
         decoder=decoder,
-        labels=_labels_from_names(meta["names"], file),
-        input=InputEntry(size=size),
+        labels=_labels_from_names(meta["names"], where),
+        input=InputEntry(size=_imgsz(meta.get("imgsz"), where)),
         files=MappingProxyType({fmt: file}),
         sha256=MappingProxyType({fmt: None}),
         options=MappingProxyType(options),
         origin=file,
         license=str(meta["license"]) if "license" in meta else None,
     )
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 # --- resolution --------------------------------------------------------------------------

@@ -13,13 +13,22 @@ from edge.decoders.base import DecodeContext, DecodeParams, Decoder
 from edge.decoders.blaze import FACE_STRIDES, POSE_STRIDES, BlazeDecoder
 from edge.decoders.classify import ClassifyDecoder
 from edge.decoders.db import DbTextDecoder
+from edge.decoders.shapes import OutputRule, check_outputs
 from edge.decoders.ssd import SsdDecoder, output_roles
 from edge.decoders.yolo import YoloV5Decoder, YoloV8Decoder, YoloV10Decoder
 from edge.errors import ModelError
 from edge.models import ModelPackage
 from edge.types import TensorSpec
 
-__all__ = ["DecodeContext", "DecodeParams", "Decoder", "build_decoder", "decode_params"]
+__all__ = [
+    "DecodeContext",
+    "DecodeParams",
+    "Decoder",
+    "OutputRule",
+    "build_decoder",
+    "check_outputs",
+    "decode_params",
+]
 
 _DEFAULTS: dict[str, DecodeParams] = {
     "blazeface": DecodeParams(0.5, 0.3, 100),
@@ -67,7 +76,7 @@ def build_decoder(
         roles = output_roles(output_specs, str(order).split(",") if isinstance(order, str) else None)
         return SsdDecoder(roles, input_wh, params, int(opts.get("label_offset", 0)))
     if name == "classify":
-        return ClassifyDecoder(params, int(opts.get("top_k", 5)))
+        return ClassifyDecoder(params, int(opts.get("top_k", 5)), nc)
     if name in ("blazeface", "blazepose"):
         if input_wh[0] != input_wh[1]:
             raise ModelError(f"{package.origin}: {name} needs a square input, got {input_wh}")
@@ -76,6 +85,9 @@ def build_decoder(
         return BlazeDecoder(input_wh[0], POSE_STRIDES, 4, params, str(opts.get("box", "body")))
     if name == "db":
         return DbTextDecoder(
-            params, float(opts.get("binary_threshold", 0.3)), float(opts.get("unclip_ratio", 1.6))
+            params,
+            float(opts.get("binary_threshold", 0.3)),
+            float(opts.get("unclip_ratio", 1.6)),
+            input_wh=input_wh,
         )
     raise ModelError(f"{package.origin}: unknown decoder {name!r}")

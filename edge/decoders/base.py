@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.decoders.shapes import OutputRule
 from edge.types import Detections, FloatArray, Letterbox
 
 
@@ -29,9 +30,14 @@ class DecodeContext:
 
 
 class Decoder(Protocol):
-    """Raw output tensors of one frame -> ``Detections`` in frame pixels."""
+    """Raw output tensors of one frame -> ``Detections`` in frame pixels.
+
+    ``output_rules`` says which outputs it reads and what shapes fit; ``load_model`` checks
+    them against the model once, after warm-up.
+    """
 
     num_keypoints: int
+    output_rules: tuple[OutputRule, ...]
 
     def __call__(self, outputs: Sequence[np.ndarray], ctx: DecodeContext) -> Detections: ...
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from edge.decoders.base import DecodeContext, DecodeParams, to_frame
 from edge.decoders.nms import weighted_nms
+from edge.decoders.shapes import OutputRule, vector
 from edge.errors import ModelError
 from edge.types import Detections, FloatArray
 
@@ -65,6 +66,11 @@ class BlazeDecoder:
         if box not in ("detector", "body"):
             raise ModelError(f"blaze decoder: box must be 'detector' or 'body', got {box!r}")
         self.box = box
+        a, width = len(self.anchors), 4 + 2 * num_keypoints
+        self.output_rules: tuple[OutputRule, ...] = (
+            OutputRule(f"{a} anchors x {width} regressors", ((1, a, width), (a, width))),
+            OutputRule(f"{a} anchor scores", vector(a)),
+        )
 
     def _split(self, outputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         a = len(self.anchors)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge.decoders.base import DecodeContext, DecodeParams
+from edge.decoders.shapes import OutputRule, vector
 from edge.types import Detections
 
 
@@ -26,9 +27,14 @@ class ClassifyDecoder:
 
     num_keypoints = 0
 
-    def __init__(self, params: DecodeParams, top_k: int = 5) -> None:
+    def __init__(self, params: DecodeParams, top_k: int = 5, num_classes: int | None = None) -> None:
         self.params = params
         self.top_k = top_k
+        self.output_rules: tuple[OutputRule, ...] = (
+            ()
+            if num_classes is None
+            else (OutputRule(f"one score per label ({num_classes})", vector(num_classes), 0),)
+        )
 
     def __call__(self, outputs: Sequence[np.ndarray], ctx: DecodeContext) -> Detections:
         p = probabilities(outputs[0])

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from edge.decoders.base import DecodeContext, DecodeParams, to_frame
+from edge.decoders.shapes import OutputRule
 from edge.types import Detections
 
 
@@ -25,8 +26,14 @@ class DbTextDecoder:
         binary_threshold: float = 0.3,
         unclip_ratio: float = 1.6,
         min_side: float = 3.0,
+        input_wh: tuple[int, int] | None = None,
     ) -> None:
         self.params = params
+        # The map must cover the input pixel for pixel: its boxes are read as input pixels.
+        w, h = input_wh or (None, None)
+        self.output_rules: tuple[OutputRule, ...] = (
+            OutputRule("a text probability map the size of the input", ((1, 1, h, w), (1, h, w)), 0),
+        )
         self.binary_threshold = binary_threshold
         self.unclip_ratio = unclip_ratio
         self.min_side = min_side

@@ -7,10 +7,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge.decoders.base import DecodeContext, DecodeParams, to_frame
+from edge.decoders.shapes import OutputRule, Shape
 from edge.errors import ModelError
 from edge.types import Detections, TensorSpec
 
 ROLES = ("boxes", "classes", "scores", "count")
+SHAPES: dict[str, tuple[Shape, ...]] = {
+    "boxes": ((1, None, 4), (None, 4)),
+    "classes": ((1, None), (None,)),
+    "scores": ((1, None), (None,)),
+    "count": ((1,), (), (1, 1)),
+}
 
 
 def output_roles(specs: Sequence[TensorSpec], order: Sequence[str] | None = None) -> dict[str, int]:
@@ -54,6 +61,9 @@ class SsdDecoder:
         self, roles: dict[str, int], input_wh: tuple[int, int], params: DecodeParams, label_offset: int = 0
     ) -> None:
         self.roles = roles
+        self.output_rules: tuple[OutputRule, ...] = tuple(
+            OutputRule(role, SHAPES[role], roles[role]) for role in ROLES
+        )
         self.input_wh = input_wh
         self.params = params
         self.label_offset = label_offset

@@ -8,6 +8,7 @@ import numpy as np
 
 from edge.decoders.base import DecodeContext, DecodeParams, cxcywh_to_xyxy, to_frame
 from edge.decoders.nms import nms
+from edge.decoders.shapes import OutputRule, rows
 from edge.errors import ModelError
 from edge.types import Detections
 
@@ -36,6 +37,10 @@ class YoloV8Decoder:
         self.kpt = (int(kpt_shape[0]), int(kpt_shape[1])) if kpt_shape else None
         self.num_keypoints = self.kpt[0] if self.kpt else 0
         self.channels = 4 + num_classes + (self.kpt[0] * self.kpt[1] if self.kpt else 0)
+        extra = f" + {self.kpt[0]}x{self.kpt[1]} keypoint values" if self.kpt else ""
+        self.output_rules: tuple[OutputRule, ...] = (
+            OutputRule(f"candidates of 4 box + {num_classes} class scores{extra}", rows(self.channels), 0),
+        )
 
     def __call__(self, outputs: Sequence[np.ndarray], ctx: DecodeContext) -> Detections:
         x = _rows(outputs[0], self.channels, f"yolov8 decoder ({self.nc} classes)")
@@ -63,6 +68,11 @@ class YoloV5Decoder:
     def __init__(self, num_classes: int, params: DecodeParams) -> None:
         self.nc = num_classes
         self.params = params
+        self.output_rules: tuple[OutputRule, ...] = (
+            OutputRule(
+                f"candidates of 4 box + objectness + {num_classes} class scores", rows(5 + num_classes), 0
+            ),
+        )
 
     def __call__(self, outputs: Sequence[np.ndarray], ctx: DecodeContext) -> Detections:
         x = _rows(outputs[0], 5 + self.nc, f"yolov5 decoder ({self.nc} classes)")
@@ -87,6 +97,9 @@ class YoloV10Decoder:
     def __init__(self, num_classes: int, params: DecodeParams) -> None:
         self.nc = num_classes
         self.params = params
+        self.output_rules: tuple[OutputRule, ...] = (
+            OutputRule("detections of x1, y1, x2, y2, score, class", rows(6), 0),
+        )
 
     def __call__(self, outputs: Sequence[np.ndarray], ctx: DecodeContext) -> Detections:
         x = _rows(outputs[0], 6, "yolov10 decoder")

@@ -9,6 +9,8 @@ extra to install.
 from __future__ import annotations
 
 import importlib
+import re
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from edge.errors import BackendUnavailable
+from edge.errors import BackendUnavailable, EdgeError, ModelError
 from edge.types import TensorSpec
 
 
@@ -111,7 +113,11 @@ def backend_version(name: str) -> str | None:
 
 
 def load_runner(backend: str, path: Path, options: RunnerOptions | None = None) -> ModelRunner:
-    """Load ``path`` on ``backend``, warm it up, and return the runner."""
+    """Load ``path`` on ``backend``, warm it up (unless ``options.warmup`` is off), return the runner.
+
+    Whatever the backend library raises while reading the file becomes a one-line
+    ``ModelError`` naming the file.
+    """
     info = backend_info(backend)
     if path.suffix not in info.suffixes:
         raise BackendUnavailable(
@@ -124,9 +130,19 @@ def load_runner(backend: str, path: Path, options: RunnerOptions | None = None) 
             raise BackendUnavailable(f"runner {backend!r} is not built into this version of edge") from exc
         raise
     loader: RunnerLoader = module.load
-    runner = loader(path, options or RunnerOptions())
-    if (options or RunnerOptions()).warmup:
-        warm_up(runner)
+    opts = options or RunnerOptions()
+    try:
+        runner = loader(path, opts)
+    except EdgeError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"{path}: {backend} could not load it ({one_line(exc)})") from exc
+    if opts.warmup:
+        try:
+            warm_up(runner)
+        except BaseException:
+            runner.close()
+            raise
     return runner
 
 
@@ -142,13 +158,41 @@ def missing_backend(backend: str, exc: BaseException) -> BackendUnavailable:
     )
 
 
-def warm_up(runner: ModelRunner, dynamic_size: int = 64) -> None:
-    """Run once on zeros so the slow first inference happens at load, not on the first frame."""
+def warm_up(
+    runner: ModelRunner, dynamic_size: int = 64, image_hw: tuple[int, int] | None = None
+) -> list[np.ndarray]:
+    """Run once on zeros so the slow first inference happens at load, not on the first frame.
+
+    ``image_hw`` fills the dynamic height and width of an NCHW/NHWC input (so the warm-up
+    runs at the size frames will have); other dynamic axes get ``dynamic_size``, batch 1.
+    Returns the outputs, whose shapes decoders check; a failure is a ``ModelError``.
+    """
     feeds = {
-        spec.name: np.zeros(concrete_shape(spec.shape, dynamic_size), dtype=spec.dtype)
+        spec.name: np.zeros(feed_shape(spec, dynamic_size, image_hw), dtype=spec.dtype)
         for spec in runner.inputs
     }
-    runner.run(feeds)
+    try:
+        return runner.run(feeds)
+    except EdgeError:
+        raise
+    except Exception as exc:
+        shapes = {k: v.shape for k, v in feeds.items()}
+        raise ModelError(
+            f"{runner.path}: the warm-up inference on zeros of shape {shapes} failed ({one_line(exc)})"
+        ) from exc
+
+
+def feed_shape(
+    spec: TensorSpec, dynamic_size: int = 64, image_hw: tuple[int, int] | None = None
+) -> tuple[int, ...]:
+    """A concrete input shape: batch 1, image height/width from ``image_hw``, else ``dynamic_size``."""
+    shape = list(spec.shape)
+    if image_hw is not None and len(shape) == 4 and spec.layout in ("NCHW", "NHWC"):
+        axes = (2, 3) if spec.layout == "NCHW" else (1, 2)
+        for axis, size in zip(axes, image_hw, strict=True):
+            if shape[axis] is None:
+                shape[axis] = size
+    return concrete_shape(shape, dynamic_size)
 
 
 def concrete_shape(shape: Sequence[int | None], dynamic_size: int = 64) -> tuple[int, ...]:
@@ -172,3 +216,33 @@ def finish_output(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
         assert spec.quant is not None
         return spec.quant.dequantize(array)
     return array
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """The gist of a library's exception on one line: its last non-empty line, whitespace
+    collapsed, cut to ``limit`` characters (OpenVINO's messages start with C++ source paths)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = re.sub(r"\s+", " ", lines[-1]) if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def require_model_file(path: Path, expected: str, allow_empty: bool = False) -> None:
+    """Raise a ``ModelError`` unless ``path`` is a non-empty regular file.
+
+    A directory, a FIFO or a device in place of the file would make a backend fail
+    obscurely or block forever (reading a FIFO waits for a writer), so they are refused
+    before any library opens them. ``expected`` says what the file should be; an empty file is
+    refused unless ``allow_empty`` (the weights of a model without constants).
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: not found; expected {expected}") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read it ({exc.strerror}); expected {expected}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelError(f"{path}: is a directory; expected {expected}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"{path}: is not a regular file; expected {expected}")
+    if st.st_size == 0 and not allow_empty:
+        raise ModelError(f"{path}: is empty (0 bytes); expected {expected}")

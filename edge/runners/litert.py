@@ -9,8 +9,18 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError
-from edge.runners.base import RunnerOptions, finish_output, missing_backend, prepare_feed
+from edge.runners.base import (
+    RunnerOptions,
+    finish_output,
+    missing_backend,
+    one_line,
+    prepare_feed,
+    require_model_file,
+)
 from edge.types import QuantParams, TensorSpec, guess_layout
+
+# Every TFLite flatbuffer carries this file identifier at bytes 4-8.
+TFLITE_IDENTIFIER = b"TFL3"
 
 
 def interpreter_class() -> Any:
@@ -54,13 +64,19 @@ class LiteRtRunner:
     def __init__(self, path: Path, options: RunnerOptions) -> None:
         cls = interpreter_class()
         self.path = path
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
+        require_model_file(path, "a TFLite flatbuffer")
+        with path.open("rb") as fh:
+            head = fh.read(8)
+        if head[4:8] != TFLITE_IDENTIFIER:
+            raise ModelError(
+                f"{path}: not a readable TFLite flatbuffer (expected the identifier "
+                f"{TFLITE_IDENTIFIER.decode()} at byte 4, found {head[4:8]!r})"
+            )
         try:
             self._interp = cls(model_path=str(path), num_threads=options.threads)
             self._interp.allocate_tensors()
         except Exception as exc:
-            raise ModelError(f"{path}: not a readable TFLite flatbuffer ({exc})") from exc
+            raise ModelError(f"{path}: not a readable TFLite flatbuffer ({one_line(exc)})") from exc
         in_details = self._interp.get_input_details()
         out_details = self._interp.get_output_details()
         self.inputs = [_spec(d) for d in in_details]

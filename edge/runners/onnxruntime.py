@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError
-from edge.runners.base import RunnerOptions, finish_output, missing_backend, prepare_feed
+from edge.runners.base import (
+    RunnerOptions,
+    finish_output,
+    missing_backend,
+    one_line,
+    prepare_feed,
+    require_model_file,
+)
 from edge.types import TensorSpec, guess_layout
 
 # TensorRT EP is left out of the automatic list: building its engine takes minutes; ask for it.
@@ -27,10 +34,12 @@ _ORT_DTYPES = {
 }
 
 
-def _spec(node: Any) -> TensorSpec:
+def _spec(node: Any, path: Path) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) and d > 0 else None for d in node.shape)
     if node.type not in _ORT_DTYPES:
-        raise ModelError(f"tensor {node.name!r} has unsupported type {node.type}")
+        raise ModelError(
+            f"{path}: tensor {node.name!r} has type {node.type}; expected one of {', '.join(_ORT_DTYPES)}"
+        )
     return TensorSpec(node.name, shape, np.dtype(_ORT_DTYPES[node.type]), guess_layout(shape))
 
 
@@ -52,15 +61,14 @@ class OnnxRuntimeRunner:
         if options.threads:
             so.intra_op_num_threads = options.threads
         so.log_severity_level = 3
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
+        require_model_file(path, "an ONNX model")
         try:
             self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as exc:
-            raise ModelError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+            raise ModelError(f"{path}: not a readable ONNX model ({one_line(exc)})") from exc
         self.providers = self._session.get_providers()
-        self.inputs = [_spec(n) for n in self._session.get_inputs()]
-        self.outputs = [_spec(n) for n in self._session.get_outputs()]
+        self.inputs = [_spec(n, path) for n in self._session.get_inputs()]
+        self.outputs = [_spec(n, path) for n in self._session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:

@@ -1,4 +1,9 @@
-"""OpenVINO runner: CPU/GPU/NPU; reads IR (.xml + .bin), ONNX and TFLite directly."""
+"""OpenVINO runner: CPU/GPU/NPU; reads IR (.xml + .bin), ONNX and TFLite directly.
+
+Inputs and outputs are addressed by index, never by tensor name: Ultralytics' OpenVINO
+exports (8.4) have output tensors without names, where ``get_any_name()`` raises. A tensor
+without a name is called ``input<i>`` / ``output<i>`` in its ``TensorSpec``.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,58 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError
-from edge.runners.base import RunnerOptions, finish_output, missing_backend, prepare_feed
+from edge.runners.base import (
+    RunnerOptions,
+    finish_output,
+    missing_backend,
+    one_line,
+    prepare_feed,
+    require_model_file,
+)
 from edge.types import TensorSpec, guess_layout
 
+# Which OpenVINO frontend reads which file, and what the file should be (for error messages).
+FRONTENDS: dict[str, tuple[str, str]] = {
+    ".xml": ("ir", "an OpenVINO IR .xml"),
+    ".onnx": ("onnx", "an ONNX model"),
+    ".tflite": ("tflite", "a TFLite flatbuffer"),
+}
 
-def _spec(port: Any) -> TensorSpec:
+
+def port_name(port: Any, kind: str, index: int) -> str:
+    """The port's tensor name (the smallest when it has several), or ``<kind><index>``."""
+    names = sorted(port.get_names())
+    return str(names[0]) if names else f"{kind}{index}"
+
+
+def _spec(port: Any, kind: str, index: int) -> TensorSpec:
     shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
     dtype = np.dtype(port.get_element_type().to_dtype())
-    return TensorSpec(port.get_any_name(), shape, dtype, guess_layout(shape))
+    return TensorSpec(port_name(port, kind, index), shape, dtype, guess_layout(shape))
+
+
+def read_model(core: Any, path: Path) -> Any:
+    """Read ``path`` with the frontend its suffix names.
+
+    ``core.read_model`` would otherwise try every frontend on a file none accepts, and the
+    TensorFlow one prints parse errors to stderr on the way.
+    """
+    from openvino.frontend import FrontEndManager
+
+    framework, expected = FRONTENDS[path.suffix]
+    require_model_file(path, expected)
+    if path.suffix == ".xml":
+        weights = path.with_suffix(".bin")
+        require_model_file(weights, f"the weights of OpenVINO IR {path.name}", allow_empty=True)
+    frontend = FrontEndManager().load_by_framework(framework)
+    if frontend is None or not frontend.supported(str(path)):
+        raise ModelError(f"{path}: OpenVINO cannot read it as {framework.upper()}; expected {expected}")
+    try:
+        return core.read_model(str(path))
+    except Exception as exc:
+        raise ModelError(
+            f"{path}: OpenVINO cannot read it as {framework.upper()} ({one_line(exc)}); expected {expected}"
+        ) from exc
 
 
 def compile_config(options: RunnerOptions) -> dict[str, Any]:
@@ -37,12 +86,13 @@ class AsyncInfer:
     returns that job's outputs, copied out of the request in the completion callback.
     """
 
-    def __init__(self, compiled: Any, outputs: list[TensorSpec], jobs: int) -> None:
+    def __init__(self, compiled: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], jobs: int) -> None:
         import threading
 
         import openvino as ov
 
         self.jobs = jobs
+        self._inputs = inputs
         self._outputs = outputs
         self._queue = ov.AsyncInferQueue(compiled, jobs)
         self._queue.set_callback(self._done)
@@ -62,7 +112,8 @@ class AsyncInfer:
             self._cond.notify_all()
 
     def submit(self, feeds: Mapping[str, np.ndarray], job: int) -> None:
-        self._queue.start_async(dict(feeds), job)
+        """Start a job; ``feeds`` are keyed by the input specs' names and passed by index."""
+        self._queue.start_async({i: feeds[s.name] for i, s in enumerate(self._inputs)}, job)
 
     def done(self, job: int) -> bool:
         with self._cond:
@@ -90,26 +141,20 @@ class OpenVinoRunner:
         except ImportError as exc:
             raise missing_backend(self.backend, exc) from exc
         self.path = path
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
-        if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
-            raise ModelError(f"{path}: OpenVINO IR needs its weights file {path.with_suffix('.bin').name}")
+        if path.suffix not in FRONTENDS:
+            raise ModelError(f"{path}: OpenVINO reads {', '.join(FRONTENDS)} files, not {path.suffix!r}")
         core = ov.Core()
-        try:
-            model = core.read_model(str(path))
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"{path}: OpenVINO cannot read it as {path.suffix.lstrip('.').upper()} ({first[:200]})"
-            ) from exc
+        model = read_model(core, path)
         try:
             self._compiled = core.compile_model(model, options.device, compile_config(options))
         except Exception as exc:
-            raise ModelError(f"{path}: OpenVINO could not compile it for {options.device}: {exc}") from exc
+            raise ModelError(
+                f"{path}: OpenVINO could not compile it for {options.device} ({one_line(exc)})"
+            ) from exc
         self.device = options.device
         self.precision = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self.inputs = [_spec(p) for p in self._compiled.inputs]
-        self.outputs = [_spec(p) for p in self._compiled.outputs]
+        self.inputs = [_spec(p, "input", i) for i, p in enumerate(self._compiled.inputs)]
+        self.outputs = [_spec(p, "output", i) for i, p in enumerate(self._compiled.outputs)]
         self._request = self._compiled.create_infer_request()
 
     def optimal_jobs(self) -> int:
@@ -117,10 +162,10 @@ class OpenVinoRunner:
         return int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
 
     def async_infer(self, jobs: int) -> AsyncInfer:
-        return AsyncInfer(self._compiled, self.outputs, jobs)
+        return AsyncInfer(self._compiled, self.inputs, self.outputs, jobs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        prepared = {s.name: prepare_feed(s, feeds[s.name]) for s in self.inputs}
+        prepared = {i: prepare_feed(s, feeds[s.name]) for i, s in enumerate(self.inputs)}
         self._request.infer(prepared)
         # The request reuses its output buffers: copy before the next inference overwrites them.
         return [
