@@ -1,6 +1,7 @@
-"""RTSP: a real GStreamer RTSP server on loopback is killed mid-stream and restarted. The
-camera goes `reconnecting` (published on MQTT), frames flow again without restarting edge,
-credentials never reach the log, and no thread is left behind."""
+"""RTSP: a real GStreamer RTSP server on loopback is killed mid-stream and restarted, or hung
+(SIGSTOP) and resumed. The camera goes `reconnecting` (published on MQTT) — for a hung server
+within its read timeout — frames flow again without restarting edge, credentials never reach
+the log, and no thread is left behind."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from broker import Broker, Subscriber, free_port
 from conftest import wait_until
 
+from edge.capture.thread import CameraState
 from edge.config import parse_config
 from edge.daemon.app import Application
 
@@ -44,6 +46,15 @@ class RtspServer:
                 return
             except OSError:
                 time.sleep(0.05)
+
+    def pause(self) -> None:
+        """Hang the server (SIGSTOP): connections stay open, nothing is sent or answered."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -106,6 +117,61 @@ mqtt: {{host: 127.0.0.1, port: {broker.port}, device: rtsptest}}
     assert not {n for n in leaked if n.startswith(("capture-", "infer-", "actions"))}
     assert "s3cr3t" not in caplog.text
     assert "rtsp://***@127.0.0.1" in caplog.text
+
+
+def test_hung_rtsp_server_is_noticed_within_the_read_timeout(
+    rtsp_server: RtspServer, broker: Broker, subscriber: Subscriber, models_dir: Path, tmp_path: Path
+) -> None:
+    """On a hung server OpenCV's FFmpeg backend returns the frames its decoder still holds, one
+    per read timeout, as good frames; the first read that takes the whole timeout must count
+    as a failure instead, so the camera leaves `online` after one read timeout, not three."""
+    read_timeout = 3
+    text = f"""
+state_dir: {tmp_path}/state
+models: {{face: {{path: blazeface}}}}
+cameras:
+  gate:
+    source: {{type: rtsp, url: "rtsp://127.0.0.1:{rtsp_server.port}/cam", open_timeout: 3s, read_timeout: {read_timeout}s}}
+    model: face
+    reconnect: {{initial: 0.2s, max: 1s}}
+mqtt: {{host: 127.0.0.1, port: {broker.port}, device: rtsphung}}
+"""
+    topic = "edge/rtsphung/gate/status"
+    app = Application(parse_config(text, "rtsp.yaml"))
+    app.start()
+    try:
+        capture, channel = app.captures["gate"], app.channels["gate"]
+        wait_until(lambda: channel.processed >= 10, 30, "frames from the RTSP server")
+        wait_until(lambda: subscriber.on(topic)[-1:] == [b"online"], 10, "status online on MQTT")
+        seen_online = len(subscriber.on(topic))
+
+        states: list[str] = []
+        publish = capture.on_state
+        assert publish is not None
+
+        def record(camera: str, state: CameraState) -> None:
+            states.append(state.value)
+            publish(camera, state)
+
+        capture.on_state = record
+        rtsp_server.pause()
+        wait_until(lambda: capture.state.value != "streaming", read_timeout + 4, "the camera to notice the hung server")
+        frames_noticed = capture.frames_read
+        assert f"no frame within {read_timeout} s (stream stalled)" in (capture.last_error or "")
+        wait_until(lambda: b"reconnecting" in subscriber.on(topic)[seen_online:], 10, "reconnecting on MQTT")
+        wait_until(lambda: len(states) >= 3, 20, "a failed reopen while the server hangs")
+        assert states[:3] == ["reconnecting", "connecting", "reconnecting"]
+        assert "cannot open" in (capture.last_error or "")
+        assert capture.frames_read == frames_noticed  # no stale frame was taken for a live one
+        assert "streaming" not in states and b"online" not in subscriber.on(topic)[seen_online:]
+
+        rtsp_server.resume()
+        processed = channel.processed
+        wait_until(lambda: channel.processed >= processed + 10, 30, "frames after SIGCONT")
+        assert states[-1] == "streaming" and capture.is_alive() and capture.reconnects >= 1
+        wait_until(lambda: subscriber.on(topic)[-1:] == [b"online"], 10, "status online again")
+    finally:
+        app.stop()
 
 
 def test_reload_with_a_changed_rule_does_not_reconnect_the_rtsp_camera(
