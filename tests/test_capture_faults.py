@@ -341,6 +341,21 @@ def test_a_file_that_cannot_be_read_fails_after_three_attempts(
     assert "streaming" not in states or reason == "no frame could be decoded"
 
 
+@pytest.mark.parametrize(("loop", "failed", "waits"), [(False, True, 2), (True, False, 6)])
+def test_a_file_source_that_opens_but_gives_no_frame_is_unreadable(
+    loop: bool, failed: bool, waits: int
+) -> None:
+    camera = FakeCamera(BGR, frames_per_session=0, live=False)
+    recorded = Waits(limit=6)
+    cap = capture(camera, recorded, loop=loop)
+    cap.run()  # a looping one backs off instead of reopening in a busy loop
+    assert (
+        cap.stats().failed is failed
+        and cap.stats().error == "cannot read fake camera: no frame could be decoded"
+    )
+    assert len(recorded.delays) == waits and camera.opens == waits + (1 if failed else 0)
+
+
 def test_edge_run_ends_when_its_only_file_cannot_be_read(models_dir: Path, tmp_path: Path) -> None:
     from edge.daemon.app import Application
 

@@ -226,7 +226,7 @@ class CaptureThread(threading.Thread):
         failures = 0  # permanent failures in a row
         while not self.stop_event.is_set():
             try:
-                self.source.open()
+                session = self._session()
             except SourceError as exc:
                 if exc.permanent:
                     failures += 1
@@ -236,25 +236,11 @@ class CaptureThread(threading.Thread):
                     return
                 attempt += 1
                 continue
-            self._set_state(CameraState.STREAMING)
-            session = self._stream()
-            self.source.close()
             if not session.ended or self.stop_event.is_set():
                 return
             if session.steady:
                 attempt = 0
             if not self.source.live:
-                if session.frames == 0:  # opened, yet not one frame: as good as unreadable
-                    failures += 1
-                    reason = (
-                        session.error or f"cannot read {self.source.description}: no frame could be decoded"
-                    )
-                    if self._give_up(reason, failures):
-                        return
-                    if not self._retry(reason, attempt):
-                        return
-                    attempt += 1
-                    continue
                 failures = 0
                 if not self.loop:
                     self.exhausted = True
@@ -263,10 +249,21 @@ class CaptureThread(threading.Thread):
                 self._set_state(CameraState.CONNECTING)
                 continue
             self.reconnects += 1
-            reason = session.error or f"{self.source.description}: stream ended"
-            if not self._retry(reason, attempt):
+            if not self._retry(session.error or f"{self.source.description}: stream ended", attempt):
                 return
             attempt += 1
+
+    def _session(self) -> _Session:
+        """Open, stream, close. A file that opens yet gives not one frame is as good as
+        unreadable: a permanent SourceError."""
+        self.source.open()
+        self._set_state(CameraState.STREAMING)
+        session = self._stream()
+        self.source.close()
+        if session.ended and session.frames == 0 and not self.source.live:
+            reason = session.error or f"cannot read {self.source.description}: no frame could be decoded"
+            raise SourceError(reason, permanent=True)
+        return session
 
     def _give_up(self, reason: str, failures: int) -> bool:
         """For a file that does not loop: after ``give_up_after`` permanent failures in a row,
