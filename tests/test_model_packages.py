@@ -1,18 +1,24 @@
 """Model packages: a wrong sha256, a missing file, an unreadable model, or a bad manifest is a
-clear error naming the file and what was expected."""
+clear error naming the file and what was expected; Ultralytics OpenVINO exports (unnamed output
+tensors, ``metadata.yaml``) load and match their ONNX twin."""
 
 from __future__ import annotations
 
 import shutil
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from conftest import require_backend
+from onnx_graphs import constant_output_model, openvino_export, ultralytics_metadata, yolov8_like_model
 
 from edge.errors import ModelError
 from edge.inference import load_model
 from edge.models import read_manifest, resolve_model
+from edge.runners.base import RunnerOptions
 
 
 def copy_package(models_dir: Path, name: str, dest: Path) -> Path:
@@ -37,7 +43,9 @@ def test_wrong_sha256_names_file_and_expected_hash(models_dir: Path, tmp_path: P
 def test_missing_file_says_how_to_get_it(models_dir: Path, tmp_path: Path) -> None:
     pkg = copy_package(models_dir, "blazepose", tmp_path)
     (pkg / "pose_detection.tflite").unlink()
-    with pytest.raises(ModelError, match=r"files\.tflite: .*pose_detection\.tflite is missing; run `edge models fetch`"):
+    with pytest.raises(
+        ModelError, match=r"files\.tflite: .*pose_detection\.tflite is missing; run `edge models fetch`"
+    ):
         load_model(str(pkg), "litert")
 
 
@@ -50,11 +58,18 @@ def test_missing_file_says_how_to_get_it(models_dir: Path, tmp_path: Path) -> No
         ("openvino", "tflite", "m.tflite", "OpenVINO cannot read it as TFLITE"),
     ],
 )
-def test_unreadable_model_names_file_and_format(runner: str, fmt: str, filename: str, expected: str, tmp_path: Path) -> None:
+def test_unreadable_model_names_file_and_format(
+    runner: str, fmt: str, filename: str, expected: str, tmp_path: Path
+) -> None:
     require_backend(runner)
     (tmp_path / filename).write_bytes(b"this is not a model" * 10)
-    manifest = {"name": "junk", "task": "detect", "decoder": "yolov8", "labels": ["a"],
-                "files": {fmt: {"path": filename}}}
+    manifest = {
+        "name": "junk",
+        "task": "detect",
+        "decoder": "yolov8",
+        "labels": ["a"],
+        "files": {fmt: {"path": filename}},
+    }
     (tmp_path / "model.yaml").write_text(yaml.safe_dump(manifest))
     with pytest.raises(ModelError) as info:
         load_model(str(tmp_path), runner)
@@ -63,7 +78,9 @@ def test_unreadable_model_names_file_and_format(runner: str, fmt: str, filename:
 
 def test_manifest_errors_name_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "model.yaml"
-    path.write_text("name: x\ntask: detect\ndecoder: yolo9\nlabels: [a]\nfiles:\n  onnx:\n    path: m.onnx\n    sha256: abc\n")
+    path.write_text(
+        "name: x\ntask: detect\ndecoder: yolo9\nlabels: [a]\nfiles:\n  onnx:\n    path: m.onnx\n    sha256: abc\n"
+    )
     with pytest.raises(ModelError) as info:
         read_manifest(path)
     msg = str(info.value)
@@ -77,9 +94,162 @@ def test_unknown_model_lists_where_it_looked(tmp_path: Path) -> None:
 
 
 def test_bare_export_without_metadata_asks_for_a_manifest(tmp_path: Path) -> None:
-    import numpy as np
-    from onnx_graphs import constant_output_model
-
     path = constant_output_model(tmp_path / "plain.onnx", {"out": np.zeros((1, 6, 10), np.float32)})
     with pytest.raises(ModelError, match=r"no Ultralytics metadata .* write a model\.yaml"):
         resolve_model(str(path))
+
+
+@pytest.mark.parametrize(
+    "unnamed_inputs", [False, True], ids=["outputs-unnamed", "inputs-and-outputs-unnamed"]
+)
+def test_ultralytics_openvino_export_matches_its_onnx_twin(
+    unnamed_inputs: bool, tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    """An Ultralytics 8.4 OpenVINO export (``yolov8n_openvino_model/``: IR whose output tensors
+    have no names, plus ``metadata.yaml``) loads and gives the ONNX twin's detections. No TFLite
+    twin: making one needs a TensorFlow converter, which is not installed here."""
+    require_backend("openvino")
+    meta = ultralytics_metadata(["person", "car"], 64)
+    onnx_file = yolov8_like_model(tmp_path / "yolov8n.onnx", metadata={k: str(v) for k, v in meta.items()})
+    folder = openvino_export(
+        onnx_file, tmp_path / "yolov8n_openvino_model", meta, unnamed_inputs=unnamed_inputs
+    )
+
+    ov_model = load_model(str(folder), "openvino", options=RunnerOptions(precision="f32"))
+    ort_model = load_model(str(onnx_file), "onnxruntime")
+    assert ov_model.package.name == "yolov8n" and ov_model.package.labels == ("person", "car")
+    assert ov_model.package.decoder == "yolov8" and ov_model.input_format.width == 64
+    assert [o.name for o in ov_model.runner.outputs] == ["output0"]
+
+    pre = ort_model.preprocessor()
+    tensor = pre.new_tensor()
+    pre(astronaut, tensor)
+    raw_ort = ort_model.run_tensor(tensor)[0]
+    raw_ov = ov_model.run_tensor(tensor)[0]
+    assert raw_ov.shape == raw_ort.shape == (1, 6, 64)
+    np.testing.assert_allclose(raw_ov, raw_ort, atol=1e-4)
+    # The pipeline's path for OpenVINO: the async queue, fed by the input spec's name.
+    jobs = ov_model.runner.async_infer(1)  # type: ignore[attr-defined]
+    jobs.submit({ov_model.input_spec.name: tensor}, 0)
+    np.testing.assert_allclose(jobs.wait(0, 30)[0], raw_ort, atol=1e-4)
+
+    a, b = ort_model.infer(astronaut), ov_model.infer(astronaut)
+    assert len(a) == len(b) > 5
+    np.testing.assert_allclose(b.xyxy, a.xyxy, atol=0.05)  # frame pixels (512 / 64 = 8x the input)
+    np.testing.assert_allclose(b.score, a.score, atol=1e-4)
+    assert b.class_id.tolist() == a.class_id.tolist()
+
+
+GOOD_META = ultralytics_metadata(["person", "car"], 64)
+
+
+def meta_with(**changes: Any) -> dict[str, Any]:
+    return {**GOOD_META, **changes}
+
+
+@pytest.mark.parametrize(
+    ("content", "expectation", "phrase"),
+    [
+        (yaml.safe_dump(GOOD_META), nullcontext(), ""),
+        (yaml.safe_dump(meta_with(imgsz=64)), nullcontext(), ""),
+        ("task: detect\nnames: {0: person\n", pytest.raises(ModelError), ":3: invalid YAML"),
+        ("task: detect\n\tnames: [a]\n", pytest.raises(ModelError), ":2: invalid YAML"),
+        (
+            "- person\n- car\n",
+            pytest.raises(ModelError),
+            "expected Ultralytics export metadata (a YAML mapping",
+        ),
+        ("just a sentence\n", pytest.raises(ModelError), "got a str"),
+        (b"\xff\xfe\x00\x01", pytest.raises(ModelError), "cannot read it (byte 0 is not UTF-8)"),
+        (yaml.safe_dump(meta_with(names=5)), pytest.raises(ModelError), "'names' must map class indices"),
+        (
+            yaml.safe_dump(meta_with(names={"x": "a"})),
+            pytest.raises(ModelError),
+            "'names' must map class indices",
+        ),
+        (yaml.safe_dump(meta_with(names=[])), pytest.raises(ModelError), "got list []"),
+        (
+            yaml.safe_dump(meta_with(imgsz="big")),
+            pytest.raises(ModelError),
+            "'imgsz' must be [height, width]",
+        ),
+        (yaml.safe_dump(meta_with(imgsz=[64])), pytest.raises(ModelError), "'imgsz' must be [height, width]"),
+        (
+            yaml.safe_dump(meta_with(imgsz=[64, -1])),
+            pytest.raises(ModelError),
+            "'imgsz' must be [height, width]",
+        ),
+        (
+            yaml.safe_dump(meta_with(task="segment")),
+            pytest.raises(ModelError),
+            "'task' 'segment' is not supported",
+        ),
+        (yaml.safe_dump(meta_with(task="pose")), pytest.raises(ModelError), "needs metadata 'kpt_shape'"),
+        (
+            yaml.safe_dump(meta_with(task="pose", kpt_shape=[17])),
+            pytest.raises(ModelError),
+            "'kpt_shape' must be",
+        ),
+        (None, pytest.raises(ModelError), "cannot read it (Is a directory)"),
+    ],
+    ids=[
+        "valid",
+        "valid-square-int-imgsz",
+        "unclosed-flow-mapping",
+        "tab-indent",
+        "a-list",
+        "a-string",
+        "not-utf8",
+        "names-an-int",
+        "names-not-indices",
+        "names-empty",
+        "imgsz-a-word",
+        "imgsz-one-value",
+        "imgsz-negative",
+        "task-segment",
+        "pose-without-kpt-shape",
+        "kpt-shape-one-value",
+        "a-directory",
+    ],
+)
+def test_openvino_export_metadata_errors_name_the_file(
+    content: str | bytes | None, expectation: AbstractContextManager[Any], phrase: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "yolov8n_openvino_model"
+    folder.mkdir()
+    (folder / "yolov8n.xml").write_text("<net/>")  # not read: metadata comes first
+    meta = folder / "metadata.yaml"
+    if content is None:
+        meta.mkdir()
+    elif isinstance(content, bytes):
+        meta.write_bytes(content)
+    else:
+        meta.write_text(content)
+    with expectation as info:
+        package = resolve_model(str(folder))
+    if info is None:
+        assert package.labels == ("person", "car") and package.input.size == (64, 64)
+    else:
+        msg = str(info.value)
+        assert "\n" not in msg and msg.startswith(str(meta)) and phrase in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("changes", "phrase"),
+    [
+        ({"imgsz": "['a', 'b']"}, "'imgsz' must be [height, width]"),
+        ({"names": "5"}, "'names' must map class indices"),
+        ({"task": "pose", "kpt_shape": "5"}, "'kpt_shape' must be [keypoints, 2 or 3]"),
+        ({"task": "['detect']"}, "is not supported"),
+    ],
+)
+def test_onnx_export_metadata_of_the_wrong_type_is_a_model_error(
+    changes: dict[str, str], phrase: str, tmp_path: Path
+) -> None:
+    meta = {"task": "detect", "imgsz": "[64, 64]", "names": "{0: 'person'}", **changes}
+    path = constant_output_model(
+        tmp_path / "y.onnx", {"output0": np.zeros((1, 5, 4), np.float32)}, metadata=meta
+    )
+    with pytest.raises(ModelError) as info:
+        resolve_model(str(path))
+    assert "\n" not in str(info.value) and str(path) in str(info.value) and phrase in str(info.value)
