@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from broker import Broker
+from conftest import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.config import load_config
@@ -76,23 +77,26 @@ def test_ready_watchdog_status_and_stopping(models_dir: Path, demo_clip: Path, n
     env = {**os.environ, "NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "2000000"}
     started = time.monotonic()
     # MQTT points at a port nobody listens on: the events made before SIGTERM must stay on disk.
+    # LiteRT is pinned: this test is about notify, not about which runner this CPU gets.
     args = [a if a != "mqtt.enabled=false" else "mqtt.port=1" for a in demo_args(tmp_path, demo_clip)]
+    args += ["--set", "models.person.runner=litert"]
     proc = subprocess.Popen(args, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    events = tmp_path / "events.jsonl"
     try:
-        deadline = time.monotonic() + 60
-        while notify_socket.first("READY=1") is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: notify_socket.first("READY=1") is not None, 120, "READY=1")
         ready = notify_socket.first("READY=1")
-        assert ready is not None, "no READY=1"
-        time.sleep(6.5)
+        assert ready is not None
+        # However slow this machine is, wait for the first event (about 6 s into the clip).
+        wait_until(lambda: events.exists() and events.read_text().strip(), 180, "a first event")
+        time.sleep(2.5)
         pings = [t for t, m in notify_socket.messages if m == "WATCHDOG=1" and t >= ready]
         # About every WATCHDOG_USEC / 2 = 1 s while frames flow; what matters is that no gap
         # reaches WATCHDOG_USEC (2 s), when systemd would kill the service.
-        assert 4 <= len(pings) <= 10
+        assert len(pings) >= 3
         assert all(b - a < 1.9 for a, b in itertools.pairwise(pings))
-        assert notify_socket.count("STATUS=1/1 camera(s) streaming") >= 1
+        wait_until(lambda: notify_socket.count("STATUS=1/1 camera(s) streaming") >= 1, 30, "a STATUS line")
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -115,9 +119,10 @@ def app_for(config_text: str, tmp_path: Path, notifier: Notifier | None = None) 
 def test_no_watchdog_while_a_worker_is_stalled(models_dir: Path, demo_clip: Path, notify_socket: NotifySocket, tmp_path: Path) -> None:
     """The stall is injected into the real model's inference call (a test-only hook: it blocks
     on an event), so frames are pending while the worker makes no progress."""
+    # LiteRT pinned: on Intel, `auto` picks OpenVINO's async path, which never calls run_tensor.
     text = f"""
 state_dir: {tmp_path}/state
-models: {{p: {{path: blazepose}}}}
+models: {{p: {{path: blazepose, runner: litert}}}}
 cameras: {{c: {{source: {{type: file, path: "{demo_clip}", loop: true}}, model: p}}}}
 mqtt: {{enabled: false}}
 """
@@ -136,17 +141,14 @@ mqtt: {{enabled: false}}
     runner = threading.Thread(target=app.run)
     runner.start()
     try:
-        deadline = time.monotonic() + 30
-        while worker.processed < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: worker.processed >= 20, 120, "20 frames processed")
         time.sleep(1.5)  # longer than the watchdog interval: the stall is now visible
         stalled_at = time.monotonic()
         time.sleep(3.0)
         assert notify_socket.count("WATCHDOG=1", since=stalled_at) == 0
         assert app.channels["c"].ring.pending > 0  # frames are waiting: not an idle worker
         release.set()
-        time.sleep(2.0)
-        assert notify_socket.count("WATCHDOG=1", since=stalled_at + 3.0) >= 2  # alive again
+        wait_until(lambda: notify_socket.count("WATCHDOG=1", since=stalled_at + 3.0) >= 2, 30, "pings again")
     finally:
         release.set()
         app._signals.put(signal.SIGTERM)
@@ -210,7 +212,7 @@ mqtt: {{host: 127.0.0.1, port: {broker.port}, device: reload}}
 def test_metrics_endpoint_is_valid_prometheus_text(models_dir: Path, demo_clip: Path, tmp_path: Path) -> None:
     text = f"""
 state_dir: {tmp_path}/state
-models: {{p: {{path: blazepose}}}}
+models: {{p: {{path: blazepose, runner: litert}}}}
 cameras: {{gate: {{source: {{type: file, path: "{demo_clip}", loop: true}}, model: p}}}}
 rules: {{zone: {{cameras: [gate], labels: [person], zone: [[0.55, 0.25], [0.95, 0.25], [0.95, 1], [0.55, 1]]}}}}
 mqtt: {{host: 127.0.0.1, port: 1, device: m}}
@@ -221,7 +223,8 @@ metrics: {{enabled: true, port: 0}}
     runner = threading.Thread(target=app.run)
     runner.start()
     try:
-        time.sleep(9)  # the person enters the zone at about 6 s of video
+        # The person enters the zone at about 6 s of video, however long that takes here.
+        wait_until(lambda: app.channels["gate"].events >= 1 and app.channels["gate"].processed > 50, 180, "an event")
         assert app.metrics is not None
         body = urllib.request.urlopen(f"http://127.0.0.1:{app.metrics.port}/metrics", timeout=5).read().decode()
     finally:

@@ -74,8 +74,18 @@ class MqttPublisher:
         self._subscriptions: dict[str, Any] = {}
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox seq, sent at)
         self._connect_epoch = 0
+        self._subs_lock = threading.Lock()
+        self._last_seq = 0  # highest outbox seq handed to paho in this process
+        self._epoch = 0  # the connection the sender last saw
+        self.sender_errors = 0
+        self.sender_restarts = 0
+        self.sender_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
 
+        self._tombstones: set[str] = set()  # deleted retained topics: not re-created by late events
+        self.client = self._make_client(cfg)
+
+    def _make_client(self, cfg: MqttConfig) -> mqtt.Client:
         protocol = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-{cfg.device}", protocol=protocol)
         client.will_set(f"{self.base}/available", "offline", qos=1, retain=True)
@@ -89,33 +99,75 @@ class MqttPublisher:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
             client.tls_insecure_set(cfg.tls.insecure)
-        client.max_inflight_messages_set(max_in_flight)
+        client.max_inflight_messages_set(self.max_in_flight)
         client.reconnect_delay_set(cfg.reconnect.initial, cfg.reconnect.max)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        self.client = client
+        return client
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def reconfigure(self, cfg: MqttConfig) -> None:
+        """A reload that changes ``mqtt:``: the old connection ends first (cleanly, without
+        ``stopped``), then a client with the new settings connects, so two clients with one id
+        never fight. Latest values and the outbox carry over; events in flight are sent again
+        from the outbox (same ids)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(5)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+        self._inflight.clear()
+        while not self._acks.empty():
+            self._acks.get_nowait()
+        self._last_seq = 0
+        base = f"{cfg.prefix}/{cfg.device}"
+        if base != self.base:
+            with self._latest_lock:
+                self._latest.clear()
+                self._latest_dirty.clear()
+        self.cfg, self.base = cfg, base
+        self.status = "connecting"
+        self.client = self._make_client(cfg)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
+        self.start()
 
     def start(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         self.client.loop_start()
         self._thread.start()
 
-    def close(self, timeout: float = 5.0) -> int:
-        """Send what the broker takes within ``timeout``, say ``stopped``, disconnect. Returns the
-        number of events left in the outbox (sent on the next start)."""
+    @property
+    def sender_alive(self) -> bool:
+        return self._thread.is_alive() or self._stop.is_set()
+
+    def restart_sender(self) -> None:
+        """The supervisor's call when the sender thread died: start a new one."""
+        if self._thread.is_alive() or self._stop.is_set():
+            return
+        self.sender_restarts += 1
+        self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0, final: bool = True) -> int:
+        """Send what the broker takes within ``timeout``, say ``stopped`` (when ``final``; a
+        reload replacing this client says nothing), disconnect. Returns the number of events
+        left in the outbox (sent on the next start)."""
         deadline = time.monotonic() + timeout
         while self.connected.is_set() and self.outbox.depth and time.monotonic() < deadline:
+            if not self._thread.is_alive():
+                break
             self._wake.set()
             time.sleep(0.02)
         self._stop.set()
         self._wake.set()
         self._thread.join(max(0.1, deadline - time.monotonic()) + 1)
-        if self.connected.is_set():
+        if self.connected.is_set() and final:
             info = self.client.publish(f"{self.base}/available", "stopped", qos=1, retain=True)
             try:
                 info.wait_for_publish(max(0.2, deadline - time.monotonic()))
@@ -135,21 +187,34 @@ class MqttPublisher:
         self.outbox.put(alert)
         self._wake.set()
 
-    def set_latest(self, topic: str, payload: str | bytes, retain: bool = True) -> None:
+    def set_latest(self, topic: str, payload: str | bytes, retain: bool = True, revive: bool = False) -> None:
         """A latest-value message (status, state, stats): published now if connected, and the
-        latest value of every retained topic again on each reconnect."""
+        latest value of every retained topic again on each reconnect. A topic deleted with
+        ``clear_retained`` stays deleted unless ``revive`` (a rule added back by a reload)."""
         data = payload.encode() if isinstance(payload, str) else payload
         with self._latest_lock:
+            if topic in self._tombstones:
+                if not revive:
+                    return
+                self._tombstones.discard(topic)
             self._latest[topic] = _Latest(topic, data, retain)
             self._latest_dirty.add(topic)
         self._wake.set()
+
+    def clear_retained(self, topic: str) -> None:
+        """Delete a retained topic from the broker (an empty retained message); later values
+        for it (an ``end`` still on its way) are ignored."""
+        self.set_latest(topic, b"", revive=True)
+        with self._latest_lock:
+            self._tombstones.add(topic)
 
     def set_status(self, camera: str, status: str) -> None:
         self.set_latest(f"{self.base}/{camera}/status", status)
 
     def subscribe(self, topic: str, handler: Any) -> None:
         """``handler(topic, payload)`` is called from paho's thread; (re)subscribed on connect."""
-        self._subscriptions[topic] = handler
+        with self._subs_lock:
+            self._subscriptions[topic] = handler
         if self.connected.is_set():
             self.client.subscribe(topic, qos=1)
 
@@ -172,7 +237,9 @@ class MqttPublisher:
         self.status = "connected"
         self.last_error = None
         log.info("MQTT connected to %s:%s", self.cfg.host, self.cfg.port)
-        for topic in self._subscriptions:
+        with self._subs_lock:
+            topics = list(self._subscriptions)
+        for topic in topics:
             client.subscribe(topic, qos=1)
         self._connect_epoch += 1
         self.connected.set()
@@ -204,7 +271,9 @@ class MqttPublisher:
         self._wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        for pattern, handler in self._subscriptions.items():
+        with self._subs_lock:
+            handlers = list(self._subscriptions.items())
+        for pattern, handler in handlers:
             if mqtt.topic_matches_sub(pattern, msg.topic):
                 try:
                     handler(msg.topic, msg.payload)
@@ -214,42 +283,62 @@ class MqttPublisher:
     # -- the sender thread ---------------------------------------------------------------
 
     def _run(self) -> None:
-        last_seq = 0  # highest outbox seq handed to paho in this process
-        epoch = 0
+        """The sender loop; an error (a failing disk, a bug) is logged once per streak and the
+        loop goes on, so events are never left waiting behind a dead thread."""
+        failing = False
         while not self._stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
-            self._drain_acks()
-            if not self.connected.is_set():
-                continue
-            if self._announce.is_set():
-                self._announce.clear()
-                self._publish_other(f"{self.base}/available", b"online", retain=True)
-                with self._latest_lock:
-                    self._latest_dirty = {t for t, m in self._latest.items() if m.retain}
-            if epoch != self._connect_epoch:
-                epoch = self._connect_epoch
-                reconnected_at = time.monotonic()
-                # paho re-sends what was in flight; give it `resend_after`, then resend ourselves.
-                self._inflight = {m: (s, reconnected_at) for m, (s, _t) in self._inflight.items()}
+            try:
+                self._step()
+            except Exception as exc:
+                self.sender_errors += 1
+                self.sender_error = f"{type(exc).__name__}: {exc}"
+                if not failing:
+                    log.exception("MQTT sender: %s; retrying (events stay in the outbox)", self.sender_error)
+                failing = True
+                self._stop.wait(1.0)
+            else:
+                if failing:
+                    log.warning("MQTT sender: working again")
+                failing = False
+                self.sender_error = None
+
+    def _step(self) -> None:
+        self._drain_acks()
+        if not self.connected.is_set():
+            return
+        if self._announce.is_set():
+            self._announce.clear()
+            # Retained values first (a rule left `on` by a crash is reset to `off` before
+            # subscribers see `online`), then the availability.
+            with self._latest_lock:
+                self._latest_dirty = {t for t, m in self._latest.items() if m.retain}
             self._publish_latest()
-            last_seq = self._resend_stale(last_seq)
-            room = self.max_in_flight - len(self._inflight)
-            if room <= 0:
-                continue
-            rows = self.outbox.pending(room, after_seq=last_seq)
-            for row in rows:
-                if not self.connected.is_set():
-                    break
-                info = self.client.publish(
-                    row.alert.topic, row.alert.payload, qos=row.alert.qos, retain=row.alert.retain
-                )
-                self._inflight[info.mid] = (row.seq, time.monotonic())
-                self.sent += 1
-                last_seq = row.seq
-            if rows:
-                self._wake.set()  # more may be waiting
-            self._drain_acks()
+            self._publish_other(f"{self.base}/available", b"online", retain=True)
+        if self._epoch != self._connect_epoch:
+            self._epoch = self._connect_epoch
+            reconnected_at = time.monotonic()
+            # paho re-sends what was in flight; give it `resend_after`, then resend ourselves.
+            self._inflight = {m: (s, reconnected_at) for m, (s, _t) in self._inflight.items()}
+        self._publish_latest()
+        self._last_seq = self._resend_stale(self._last_seq)
+        room = self.max_in_flight - len(self._inflight)
+        if room <= 0:
+            return
+        rows = self.outbox.pending(room, after_seq=self._last_seq)
+        for row in rows:
+            if not self.connected.is_set():
+                break
+            info = self.client.publish(
+                row.alert.topic, row.alert.payload, qos=row.alert.qos, retain=row.alert.retain
+            )
+            self._inflight[info.mid] = (row.seq, time.monotonic())
+            self.sent += 1
+            self._last_seq = row.seq
+        if rows:
+            self._wake.set()  # more may be waiting
+        self._drain_acks()
 
     def _drain_acks(self) -> None:
         while True:
@@ -285,6 +374,12 @@ class MqttPublisher:
             self._latest_dirty.clear()
         for msg in dirty:
             self._publish_other(msg.topic, msg.payload, msg.retain)
+        cleared = [m.topic for m in dirty if m.retain and not m.payload]
+        if cleared:  # an empty retained message deletes the topic: once is enough
+            with self._latest_lock:
+                for topic in cleared:
+                    if not self._latest[topic].payload and topic not in self._latest_dirty:
+                        del self._latest[topic]
 
 
 def diagnose_connection(cfg: MqttConfig, timeout: float = 3.0) -> str:

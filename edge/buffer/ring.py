@@ -72,6 +72,10 @@ class FrameRing:
         self.committed = 0
         self.consumed = 0
 
+    def set_on_ready(self, on_ready: Callable[[], None] | None) -> None:
+        """Who is woken when a frame is ready (a restarted worker takes over the ring)."""
+        self._on_ready = on_ready
+
     # -- capture side -------------------------------------------------------------------
 
     def acquire_write(self, timeout: float | None = None) -> Slot | None:

@@ -8,12 +8,14 @@ line per camera every ``status_interval``, and ends on SIGINT/SIGTERM, ``max_fra
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
 import signal
 import threading
 import time
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -24,19 +26,26 @@ from edge.alerts.homeassistant import Discovery
 from edge.alerts.mqtt import MqttPublisher, state_payload
 from edge.alerts.outbox import OutboxStore
 from edge.alerts.payload import iso_utc
+from edge.alerts.retained import sync_retained
 from edge.buffer.ring import FrameRing
 from edge.capture.sources import OpenCvSource
 from edge.capture.thread import Backoff, CameraState, CaptureThread
 from edge.config import LoadedConfig, load_config
+from edge.config.preflight import preflight
 from edge.config.schema import CameraConfig, EdgeConfig, FileSource
+from edge.daemon.figures import build_figures
 from edge.daemon.notify import Notifier
-from edge.errors import ConfigError
+from edge.daemon.reload import ReloadPlan, enabled_cameras, plan_reload, rule_pairs
+from edge.daemon.supervisor import Supervisor
+from edge.errors import ConfigError, EdgeError
 from edge.inference import LoadedModel, decode_overrides, load_model, runner_options
 from edge.models import default_search_dirs
 from edge.pipeline.worker import CameraChannel, InferenceWorker
-from edge.rules.engine import RuleEngine
+from edge.rules.engine import Event, RuleEngine
 from edge.runners.select import HardwareInfo, probe_hardware
-from edge.telemetry.metrics import MetricsServer, render
+from edge.telemetry.figures import Figures
+from edge.telemetry.metrics import MetricsServer
+from edge.telemetry.render import stats_payload, status_line
 
 log = logging.getLogger("edge.app")
 
@@ -54,6 +63,18 @@ def async_jobs(model: LoadedModel, configured: int | None) -> int:
         return configured
     optimal = getattr(model.runner, "optimal_jobs", None)
     return min(max(int(optimal()), 2), 4) if optimal is not None else 1
+
+
+def _engine_swap(
+    engine: RuleEngine, keep: Set[tuple[str, str]], frames: dict[str, Any]
+) -> Callable[[RuleEngine], tuple[RuleEngine, list[Event]]]:
+    """What a kept worker runs on its thread at a reload: the new engine takes over the state
+    of the pairs in ``keep`` and ends the others."""
+
+    def build(old: RuleEngine) -> tuple[RuleEngine, list[Event]]:
+        return engine, engine.take_over(old, lambda rule, cam: (rule, cam) in keep, frames)
+
+    return build
 
 
 @dataclass
@@ -83,8 +104,11 @@ class Application:
     metrics: MetricsServer | None = None
     hardware: HardwareInfo | None = None
     dispatcher: ActionDispatcher | None = None
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    retired_event_counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _signals: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
-    _started: float = 0.0
+    started: float = 0.0
+    _last_frames: dict[str, Any] = field(default_factory=dict)  # of cameras stopped by a reload
 
     @property
     def state_dir(self) -> Path:
@@ -94,9 +118,11 @@ class Application:
 
     def start(self) -> None:
         cfg = self.loaded.config
-        self._started = time.monotonic()
+        self.started = time.monotonic()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        cameras = self._enabled_cameras(cfg)
+        cameras = enabled_cameras(cfg)
+        if cfg.metrics.enabled:  # bound first: a busy port stops the start before any thread runs
+            self.metrics = MetricsServer(self.figures, cfg.metrics.host, cfg.metrics.port)
         for name in sorted({c.model for c in cameras.values()}):
             self.models[name] = self._load_model(cfg, name)
         self.dispatcher = ActionDispatcher(self._build_actions(cfg))
@@ -105,10 +131,9 @@ class Application:
         for cam_name, cam in cameras.items():
             self._build_camera(cam_name, cam)
         if self.publisher is not None:
-            self._announce_states(cameras)
+            self._announce_states(rule_pairs(cfg), reset=True)
             self.publisher.start()
-        if cfg.metrics.enabled:
-            self.metrics = MetricsServer(lambda: render(self), cfg.metrics.host, cfg.metrics.port)
+        if self.metrics is not None:
             self.metrics.start()
         self.dispatcher.start()
         for worker in self.workers.values():
@@ -117,10 +142,6 @@ class Application:
             capture.start()
         log.info("started: %d camera(s), %d model(s), state in %s", len(self.captures), len(self.models),
                  self.state_dir)  # fmt: skip
-
-    @staticmethod
-    def _enabled_cameras(cfg: EdgeConfig) -> dict[str, CameraConfig]:
-        return {n: c for n, c in cfg.cameras.items() if c.enabled}
 
     def _load_model(self, cfg: EdgeConfig, name: str) -> LoadedModel:
         mc = cfg.models[name]
@@ -146,13 +167,21 @@ class Application:
                 pending = self.outbox.stats()
                 if pending.depth:
                     log.info("outbox: %d event(s) from an earlier run wait to be sent", pending.depth)
-            self.publisher = MqttPublisher(cfg.mqtt, self.outbox, max_in_flight=ob.max_in_flight)
+            if self.publisher is None:  # one publisher for the process; a reload reconfigures it
+                self.publisher = MqttPublisher(cfg.mqtt, self.outbox, max_in_flight=ob.max_in_flight)
             actions.append(MqttAction(self.publisher))
         if cfg.actions.event_log:
-            actions.append(EventLogAction(self.state_dir / "events.jsonl"))
+            a = cfg.actions
+            actions.append(
+                EventLogAction(self.state_dir / "events.jsonl", a.event_log_max_bytes, a.event_log_keep)
+            )
         snaps = cfg.actions.snapshots
         if snaps.enabled:
-            actions.append(SnapshotAction(self.state_dir / "snapshots", snaps.crop, snaps.quality))
+            actions.append(
+                SnapshotAction(
+                    self.state_dir / "snapshots", snaps.crop, snaps.quality, snaps.max_bytes, snaps.max_age
+                )
+            )
         return actions
 
     def _build_engine(self, cfg: EdgeConfig, model_name: str, cameras: dict[str, CameraConfig]) -> RuleEngine:
@@ -172,86 +201,55 @@ class Application:
         pre = worker.model.preprocessor()
         is_file = isinstance(cam.source, FileSource)
         policy = cam.buffer or ("lossless" if is_file else "latest")
-        ring = FrameRing(cam.buffer_slots, pre.new_tensor, policy, on_ready=worker.wake.set)
-        capture = CaptureThread(
-            cam_name,
-            OpenCvSource(cam.source),
-            ring,
-            pre,
-            fps_cap=cam.fps,
-            loop=is_file and cam.source.loop,  # type: ignore[union-attr]
-            backoff=Backoff(cam.reconnect.initial, cam.reconnect.max),
-            on_state=self._on_camera_state,
-        )
+        # Frames in flight (OpenVINO async) hold slots: keep one to write and one ready besides.
+        slots = max(cam.buffer_slots, worker.jobs + 2)
+        ring = FrameRing(slots, pre.new_tensor, policy, on_ready=worker.wake.set)
+        capture = self._new_capture(cam_name, cam, ring)
         self.captures[cam_name] = capture
         channel = CameraChannel(cam_name, ring, capture)
         self.channels[cam_name] = channel
         worker.add_camera(channel)
         return capture
 
-    def _announce_states(self, cameras: dict[str, CameraConfig]) -> None:
-        """Initial retained values: each rule idle, and Home Assistant discovery when enabled."""
+    def _new_capture(self, cam_name: str, cam: CameraConfig, ring: FrameRing) -> CaptureThread:
+        return CaptureThread(
+            cam_name,
+            OpenCvSource(cam.source),
+            ring,
+            self.workers[cam.model].model.preprocessor(),
+            fps_cap=cam.fps,
+            loop=isinstance(cam.source, FileSource) and cam.source.loop,
+            backoff=Backoff(cam.reconnect.initial, cam.reconnect.max),
+            on_state=self._on_camera_state,
+        )
+
+    def _announce_states(self, new_pairs: Set[tuple[str, str]], reset: bool) -> None:
+        """Retained values: ``off`` for rules that are new (or all, at start, which also resets
+        what a crash left ``on``); stale retained topics of removed rules and cameras deleted;
+        Home Assistant discovery when enabled."""
         assert self.publisher is not None
-        cfg = self.loaded.config
-        pairs = [(cam, rule) for rule, rc in cfg.rules.items() for cam in rc.cameras if cam in cameras]
+        cfg, base = self.loaded.config, self.publisher.base
         now = iso_utc(time.time())
-        for cam, rule in pairs:
+        for rule, cam in sorted(new_pairs):
             self.publisher.set_latest(
-                f"{self.publisher.base}/{cam}/{rule}/state", state_payload("off", 0, now, None)
+                f"{base}/{cam}/{rule}/state", state_payload("off", 0, now, None), revive=True
             )
+        pairs = rule_pairs(cfg)
+        current = {f"{base}/{cam}/{rule}/state" for rule, cam in pairs}
+        current |= {f"{base}/{cam}/status" for cam in enabled_cameras(cfg)}
+        sync_retained(self.publisher, self.state_dir, current)
         ha = cfg.mqtt.homeassistant
-        if ha.enabled:
-            Discovery(self.publisher, ha.prefix, cfg.mqtt.device, pairs, self.state_dir).start()
+        if ha.enabled and (reset or new_pairs):
+            entities = sorted((cam, rule) for rule, cam in pairs)
+            Discovery(self.publisher, ha.prefix, cfg.mqtt.device, entities, self.state_dir).start()
 
-    def camera_figures(self) -> dict[str, dict[str, Any]]:
-        """Per-camera counters, for the stats topic and the status log line."""
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        cameras = {}
-        for name, capture in self.captures.items():
-            s, ch = capture.stats(), self.channels[name]
-            cameras[name] = {
-                "state": s.state,
-                "frames_read": s.frames_read,
-                "processed": ch.processed,
-                "fps_in": round(s.frames_read / elapsed, 2),
-                "fps_processed": round(ch.processed / elapsed, 2),
-                "skipped": s.frames_skipped,
-                "dropped": s.frames_dropped,
-                "reconnects": s.reconnects,
-                "last_frame_age": None if s.last_frame_age is None else round(s.last_frame_age, 3),
-                "events": ch.events,
-            }
-        return cameras
-
-    def stats_payload(self) -> dict[str, Any]:
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        cameras = self.camera_figures()
-        models = {
-            name: {"inference_ms": round(w.stats().infer_ms_avg, 3), "processed": w.processed}
-            for name, w in self.workers.items()
-        }
-        out: dict[str, Any] = {
-            "schema": 1,
-            "device": self.loaded.config.mqtt.device,
-            "ts": iso_utc(time.time()),
-            "uptime": round(elapsed, 1),
-            "cameras": cameras,
-            "models": models,
-        }
-        if self.outbox is not None and self.publisher is not None:
-            o = self.outbox.stats()
-            age = None if o.oldest_age is None else round(o.oldest_age, 1)
-            out["outbox"] = {"depth": o.depth, "bytes": o.bytes, "dropped": o.dropped, "oldest_age": age}
-            out["mqtt"] = {
-                "status": self.publisher.status,
-                "sent": self.publisher.sent,
-                "acked": self.publisher.acked,
-            }
-        return out
+    def figures(self) -> Figures:
+        """One snapshot of every figure: the status line, ``stats`` and Prometheus read it."""
+        return build_figures(self)
 
     def publish_stats(self) -> None:
         if self.publisher is not None:
-            payload = json.dumps(self.stats_payload(), sort_keys=True)
+            payload = json.dumps(stats_payload(self.figures()), sort_keys=True)
             self.publisher.set_latest(f"{self.publisher.base}/stats", payload, retain=False)
 
     def _on_camera_state(self, camera: str, state: CameraState) -> None:
@@ -281,29 +279,38 @@ class Application:
             time.sleep(0.05)
 
     def healthy(self) -> bool:
-        """Every worker made progress recently (or is idle with nothing to do)."""
+        """Every worker made progress recently (or is idle with nothing to do), and no thread
+        has stayed dead longer than the watchdog interval (the supervisor restarts them)."""
         limit = self.notifier.watchdog_interval or 30.0
-        for w in self.workers.values():
-            if not w.is_alive() or w.error:
+        for w in list(self.workers.values()):
+            if w.stats().last_progress_age > limit and w.is_alive():
                 return False
-            if w.stats().last_progress_age > limit:
-                return False
-        return True
+        return self.supervisor.dead_for() <= limit
+
+    def problems(self) -> list[str]:
+        """What is wrong now, in words: dead or restarted threads, failed cameras, stalls."""
+        out = self.supervisor.problems()
+        limit = self.notifier.watchdog_interval or 30.0
+        for name, w in list(self.workers.items()):
+            age = w.stats().last_progress_age
+            if w.is_alive() and age > limit:
+                out.append(f"worker {name}: no progress for {age:.0f} s")
+        for name, c in list(self.captures.items()):
+            st = c.stats()
+            if st.failed:
+                out.append(f"camera {name}: gave up: {st.error}")
+        if self.publisher is not None and self.publisher.sender_error:
+            out.append(f"mqtt sender: {self.publisher.sender_error}")
+        return out
 
     def status_line(self) -> str:
-        streaming = sum(c.state is CameraState.STREAMING for c in self.captures.values())
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        fps = self.frames_processed() / elapsed
-        text = f"{streaming}/{len(self.captures)} camera(s) streaming, {fps:.1f} fps processed"
-        if self.outbox is not None:
-            text += f", outbox {self.outbox.depth}"
-        return text
+        return status_line(self.figures())
 
     def run(self) -> RunResult:
         self.wait_cameras_tried(timeout=20.0)
         self.ready_at = time.monotonic()
         self.notifier.ready(self.status_line())
-        log.info("ready in %.2f s: %s", self.ready_at - self._started, self.status_line())
+        log.info("ready in %.2f s: %s", self.ready_at - self.started, self.status_line())
         self._next = {"watchdog": 0.0, "notify": 0.0, "status": 0.0, "stats": time.monotonic() + 2.0}
         reason = "finished"
         while True:
@@ -319,20 +326,79 @@ class Application:
                 log.info("received %s: stopping", reason)
                 break
             now = time.monotonic()
+            self.supervise()
             self._periodic(now)
             if self.max_frames is not None and self.frames_processed() >= self.max_frames:
                 reason = f"max frames ({self.max_frames})"
                 break
-            if self.duration is not None and now - self._started >= self.duration:
+            if self.duration is not None and now - self.started >= self.duration:
                 reason = f"duration ({self.duration:g} s)"
                 break
-            if self.workers and not any(w.is_alive() for w in self.workers.values()):
-                break  # every camera finished (files exhausted) or every worker failed
+            if self.workers and all(self._worker_finished(w) for w in self.workers.values()):
+                break  # every camera finished (files read to their end, or given up)
         self.notifier.stopping()
         self.stop()
         self.log_status()
         events = sum(ch.events for ch in self.channels.values())
-        return RunResult(reason, self.frames_processed(), events, time.monotonic() - self._started)
+        return RunResult(reason, self.frames_processed(), events, time.monotonic() - self.started)
+
+    @staticmethod
+    def _worker_finished(worker: InferenceWorker) -> bool:
+        return not worker.is_alive() and worker.error is None
+
+    # -- supervision -----------------------------------------------------------------------
+
+    def supervise(self) -> None:
+        """Restart (with backoff) every thread that died: captures, workers, the action
+        dispatcher and the MQTT sender. A file given up on, or read to its end, is not restarted."""
+        sup = self.supervisor
+        for name, capture in list(self.captures.items()):
+            st = capture.stats()
+            alive = capture.is_alive() or not st.crashed
+            sup.check("capture", name, alive, st.error, functools.partial(self._restart_capture, name))
+        for name, worker in list(self.workers.items()):
+            alive = worker.is_alive() or worker.error is None
+            sup.check("worker", name, alive, worker.error, functools.partial(self._restart_worker, name))
+        if self.dispatcher is not None:
+            d = self.dispatcher
+            alive = d.is_alive() or d.ident is None  # not started yet
+            sup.check("actions", "dispatcher", alive, None, self._restart_dispatcher)
+        if self.publisher is not None:
+            p = self.publisher
+            sup.check("mqtt", "sender", p.sender_alive, p.sender_error, p.restart_sender)
+
+    def _restart_capture(self, name: str) -> None:
+        old, channel = self.captures[name], self.channels[name]
+        cam = self.loaded.config.cameras[name]
+        capture = self._new_capture(name, cam, channel.ring)
+        capture.frames_read, capture.reconnects = old.frames_read, old.reconnects
+        self.captures[name] = capture
+        channel.capture = capture
+        capture.start()
+
+    def _restart_worker(self, name: str) -> None:
+        assert self.dispatcher is not None
+        old = self.workers[name]
+        self._retire_counts(old)
+        worker = self._build_worker(self.loaded.config, name, enabled_cameras(self.loaded.config))
+        worker.engine = old.engine  # the old thread has ended its rules; their state carries on
+        worker.processed = old.processed
+        for channel in old.channels:
+            worker.add_camera(channel)
+            channel.ring.set_on_ready(worker.wake.set)
+        self.workers[name] = worker
+        worker.start()
+
+    def _restart_dispatcher(self) -> None:
+        assert self.dispatcher is not None
+        self.dispatcher = ActionDispatcher(self.dispatcher.actions)
+        for worker in self.workers.values():
+            worker.dispatcher = self.dispatcher
+        self.dispatcher.start()
+
+    def _retire_counts(self, worker: InferenceWorker) -> None:
+        for key, n in dict(worker.event_counts).items():
+            self.retired_event_counts[key] = self.retired_event_counts.get(key, 0) + n
 
     def _periodic(self, now: float) -> None:
         """Watchdog (only while healthy), systemd STATUS, the status log line, MQTT stats."""
@@ -342,7 +408,7 @@ class Application:
             if self.healthy():
                 self.notifier.watchdog()
             else:
-                log.error("a worker has made no progress for %.0f s: not feeding the watchdog", watchdog)
+                log.error("not feeding the watchdog: %s", "; ".join(self.problems()) or "unhealthy")
             nxt["watchdog"] = now + watchdog / 2
         if now >= nxt["notify"]:
             if nxt["notify"]:
@@ -359,101 +425,127 @@ class Application:
     # -- reload (SIGHUP) ---------------------------------------------------------------------
 
     def reload(self) -> bool:
-        """Re-read the config. Invalid: keep running on the old one and say why. Valid: swap
-        rules and actions in place; restart only the cameras and models whose config changed."""
+        """Re-read the config and apply ``plan_reload``. New models are loaded before anything
+        stops; any failure (invalid config, a model that does not load) keeps the old config
+        running and says why."""
         self.notifier.reloading()
         path = self.loaded.path
         try:
             if path is None:
                 raise ConfigError(["this configuration was not loaded from a file; nothing to re-read"])
             new = load_config(path, self.overrides)
+            issues = preflight(new)
+            if issues:
+                raise ConfigError(issues)
         except ConfigError as exc:
             log.error("reload: the new config is invalid, still running the old one:\n%s", exc)
             self.notifier.ready(self.status_line())
             return False
         old_cfg, cfg = self.loaded.config, new.config
-        if cfg.state_dir != old_cfg.state_dir:
+        plan = plan_reload(old_cfg, cfg)
+        if plan.state_dir_ignored:
             log.warning("reload: state_dir changes need a restart; keeping %s", old_cfg.state_dir)
             cfg = cfg.model_copy(update={"state_dir": old_cfg.state_dir})
-        old_cams, cams = self._enabled_cameras(old_cfg), self._enabled_cameras(cfg)
-        models_changed = {
-            m for m in old_cfg.models.keys() | cfg.models.keys() if old_cfg.models.get(m) != cfg.models.get(m)
-        }
-        cams_changed = {
-            c for c in old_cams.keys() | cams.keys()
-            if old_cams.get(c) != cams.get(c) or (c in cams and cams[c].model in models_changed)
-        }  # fmt: skip
-        # 1. Stop the cameras that change or go, then the workers of models that change or go.
-        for name in sorted(cams_changed & old_cams.keys()):
-            self._stop_camera(name)
-        needed = {c.model for c in cams.values()}
-        for name in sorted(set(self.workers) - (needed - models_changed)):
-            self._stop_worker(name)
-        # 2. Actions (MQTT, event log, snapshots) when they changed.
-        if cfg.mqtt != old_cfg.mqtt or cfg.actions != old_cfg.actions:
-            self._replace_actions(cfg)
-        # 3. New or changed models and their workers; new rules everywhere else, keeping the
-        #    state of rules that did not change.
-        unchanged_rules = {r for r in cfg.rules if old_cfg.rules.get(r) == cfg.rules[r]}
-        for name in sorted(needed):
-            if name in self.workers:
-                worker = self.workers[name]
-                engine = self._build_engine(cfg, name, cams)
-                engine.adopt_state(worker.engine, unchanged_rules)
-                worker.engine = engine
-            else:
-                self.models[name] = self._load_model(cfg, name)
-                self.workers[name] = self._build_worker(cfg, name, cams)
-                self.workers[name].start()
-        # 4. New or changed cameras.
-        for name in sorted(cams_changed & cams.keys()):
-            self._build_camera(name, cams[name]).start()
+        loaded: dict[str, LoadedModel] = {}
+        try:
+            for name in sorted(plan.models_load):
+                loaded[name] = self._load_model(cfg, name)
+        except (EdgeError, OSError, RuntimeError, ValueError) as exc:
+            for model in loaded.values():
+                model.close()
+            log.error("reload: model %s cannot be loaded (%s); still running the old config", name, exc)
+            self.notifier.ready(self.status_line())
+            return False
+        self._apply(plan, cfg, loaded)
         self.loaded = LoadedConfig(cfg, new.source, new.path)
         if self.publisher is not None:
-            self._announce_states(cams)
+            self._announce_states(plan.new_pairs, reset=plan.mqtt_changed)
         log.info(
             "reloaded %s: restarted camera(s) %s, model(s) %s; %d rule(s)",
-            path, sorted(cams_changed & cams.keys()) or "none", sorted(models_changed & needed) or "none",
-            len(cfg.rules),
+            path, sorted(plan.cameras_start) or "none", sorted(plan.models_load) or "none", len(cfg.rules),
         )  # fmt: skip
         self.notifier.ready(self.status_line())
         return True
 
+    def _apply(self, plan: ReloadPlan, cfg: EdgeConfig, loaded: dict[str, LoadedModel]) -> None:
+        cams = enabled_cameras(cfg)
+        # 1. Stop the cameras that change or go, and the workers of models that change or go
+        #    (a stopping worker ends the rules of its cameras).
+        for name in sorted(plan.cameras_stop):
+            self._stop_camera(name)
+        for name in sorted(plan.workers_stop):
+            self._stop_worker(name)
+        # 2. Actions: a new MQTT client only after the old one is gone (one client id at a time).
+        if plan.actions_changed:
+            self._replace_actions(cfg)
+        # 3. Kept workers get a new rule engine on their own thread; pairs that do not carry
+        #    over are ended there.
+        frames = {ch.name: ch.last_frame for ch in self.channels.values()} | dict(self._last_frames)
+        for name in sorted(plan.workers_keep):
+            engine = self._build_engine(cfg, name, cams)
+            if not self.workers[name].replace_engine(_engine_swap(engine, plan.keep_pairs, frames)):
+                log.error("reload: worker %s did not take the new rules within 10 s", name)
+        self._last_frames.clear()
+        # 4. New or changed models, then new or changed cameras.
+        for name, model in sorted(loaded.items()):
+            self.models[name] = model
+            self.workers[name] = self._build_worker(cfg, name, cams)
+        for name in sorted(plan.cameras_start):
+            self._build_camera(name, cams[name])
+        for name in sorted(loaded):
+            self.workers[name].start()
+        for name in sorted(plan.cameras_start):
+            self.captures[name].start()
+
     def _stop_camera(self, name: str) -> None:
         capture = self.captures.pop(name)
-        self.channels.pop(name)
+        channel = self.channels.pop(name)
+        self._last_frames[name] = channel.last_frame
+        self.supervisor.forget("capture", name)
         capture.stop()
         capture.join(10)
         for worker in self.workers.values():
-            worker.remove_camera(name)
+            worker.on_worker(functools.partial(worker.remove_camera, name))
 
     def _stop_worker(self, name: str) -> None:
         worker = self.workers.pop(name)
+        self.supervisor.forget("worker", name)
         worker.stop()
         worker.join(10)
+        self._retire_counts(worker)
         self.models.pop(name).close()
 
     def _replace_actions(self, cfg: EdgeConfig) -> None:
+        """New actions at the same place in the event stream. The MQTT publisher stays one
+        object: a changed ``mqtt:`` closes its connection before the new one opens."""
         assert self.dispatcher is not None
-        old_publisher = self.publisher
-        self.publisher = None
-        actions = self._build_actions(cfg)
-        if self.publisher is not None:
+        old_cfg, publisher = self.loaded.config, self.publisher
+        if publisher is not None and not cfg.mqtt.enabled:
+            self.supervisor.forget("mqtt", "sender")
+            publisher.close(timeout=min(self.flush_timeout, 2.0))
+            self.publisher = None
+        elif publisher is not None and cfg.mqtt != old_cfg.mqtt:
+            publisher.reconfigure(cfg.mqtt)
+        self.dispatcher.replace_actions(self._build_actions(cfg))
+        if self.publisher is not None and publisher is None:
             self.publisher.start()
-        self.dispatcher.replace_actions(actions)
-        if old_publisher is not None:
-            old_publisher.close(timeout=self.flush_timeout)
 
     def log_status(self) -> None:
-        for name, f in self.camera_figures().items():
-            w = self.workers[self.loaded.config.cameras[name].model].stats()
-            age = "-" if f["last_frame_age"] is None else f"{f['last_frame_age']:.1f}s"
+        fig = self.figures()
+        infer = {m.name: m.infer_ms_avg for m in fig.models}
+        cams = self.loaded.config.cameras
+        for c in fig.cameras:
+            age = "-" if c.last_frame_age is None else f"{c.last_frame_age:.1f}s"
+            ms = infer.get(cams[c.name].model, 0.0) if c.name in cams else 0.0
             log.info(
                 "camera %s: %s, read %d (%.1f fps), processed %d (%.1f fps), skipped %d, dropped %d, "
-                "reconnects %d, last frame %s ago, inference %.1f ms, events %d",
-                name, f["state"], f["frames_read"], f["fps_in"], f["processed"], f["fps_processed"],
-                f["skipped"], f["dropped"], f["reconnects"], age, w.infer_ms_avg, f["events"],
+                "reconnects %d, restarts %d, last frame %s ago, inference %.1f ms, events %d",
+                c.name, c.state, c.frames_read, c.frames_read / fig.uptime, c.frames_processed,
+                c.frames_processed / fig.uptime, c.frames_skipped, c.frames_dropped, c.reconnects,
+                c.restarts, age, ms, c.events,
             )  # fmt: skip
+        for problem in fig.problems:
+            log.warning("problem: %s", problem)
 
     # -- stop ------------------------------------------------------------------------------
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import bisect
 import logging
+import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +26,10 @@ from edge.decoders import DecodeContext
 from edge.inference import LoadedModel
 from edge.rules.engine import Event, FrameInfo, RuleEngine
 from edge.runners.openvino import AsyncInfer
+from edge.telemetry.figures import LATENCY_BUCKETS
 
 log = logging.getLogger("edge.pipeline")
-
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)  # seconds
+LIVE_STATES = (CameraState.STREAMING, CameraState.CONNECTING)
 
 
 @dataclass
@@ -39,11 +41,14 @@ class CameraChannel:
     processed: int = 0
     detections: int = 0
     events: int = 0
+    offline_ended: bool = False  # the rules were ended because the camera went away
 
     @property
     def finished(self) -> bool:
-        """The capture thread has stopped and every committed frame has been taken."""
-        return self.capture.state is CameraState.STOPPED and self.ring.pending == 0
+        """The file was read to its end (or given up) and every committed frame has been taken."""
+        capture = self.capture
+        ended = capture.exhausted or capture.failed  # a crashed capture is restarted: not finished
+        return capture.state is CameraState.STOPPED and ended and self.ring.pending == 0
 
 
 @dataclass(frozen=True)
@@ -97,16 +102,63 @@ class InferenceWorker(threading.Thread):
         self._last_progress = time.monotonic()
         self._idle = True
         self._rr = 0
+        self._calls: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = queue.SimpleQueue()
         self._async: AsyncInfer | None = None
         make_async = getattr(model.runner, "async_infer", None)
         if async_jobs > 1 and make_async is not None:
             self._async = make_async(async_jobs)
+        self.jobs = self._async.jobs if self._async is not None else 1  # frames in flight at most
 
     def add_camera(self, channel: CameraChannel) -> None:
-        self.channels = [*self.channels, channel]
+        self.channels = [*[c for c in self.channels if c.name != channel.name], channel]
 
     def remove_camera(self, name: str) -> None:
         self.channels = [c for c in self.channels if c.name != name]
+
+    def on_worker(self, fn: Callable[[], None], timeout: float = 10.0) -> bool:
+        """Run ``fn`` on this worker's thread between two frames (the rule engine is not
+        thread-safe); inline when the thread is not running. False if it did not run in time."""
+        if not self.is_alive():
+            fn()
+            return True
+        done = threading.Event()
+        self._calls.put((fn, done))
+        self.wake.set()
+        return done.wait(timeout)
+
+    def replace_engine(self, build: Callable[[RuleEngine], tuple[RuleEngine, list[Event]]]) -> bool:
+        """Swap the rule engine on the worker thread; ``build(old)`` returns the new engine and
+        the events that closing the old state produced (``end`` of rules that go)."""
+
+        def swap() -> None:
+            engine, events = build(self.engine)
+            self.engine = engine
+            by_camera = {ch.name: ch for ch in self.channels}
+            for event in events:
+                ch = by_camera.get(event.camera)
+                if ch is not None:
+                    self._dispatch(ch, [event], None)
+                else:
+                    self._dispatch_event(event)
+
+        return self.on_worker(swap)
+
+    def _service(self) -> None:
+        """Between frames: run queued calls, and end the rules of cameras that went away."""
+        while not self._calls.empty():
+            fn, done = self._calls.get_nowait()
+            try:
+                fn()
+            except Exception:
+                log.exception("worker %s: a reload step failed", self.model_name)
+            finally:
+                done.set()
+        for ch in self.channels:
+            if ch.capture.state in LIVE_STATES:
+                ch.offline_ended = False
+            elif not ch.offline_ended and ch.ring.pending == 0:
+                ch.offline_ended = True  # offline (reconnecting, stopped): nothing stays `on`
+                self._dispatch(ch, self.engine.finish(ch.name, ch.last_frame), None)
 
     def stats(self) -> WorkerStats:
         t = self._timing
@@ -152,6 +204,7 @@ class InferenceWorker(threading.Thread):
         return None
 
     def _should_exit_when_idle(self) -> bool:
+        self._service()
         self._idle = True
         self._last_progress = time.monotonic()
         channels = self.channels
@@ -184,6 +237,7 @@ class InferenceWorker(threading.Thread):
                 self._finish(ch, slot, outputs, time.perf_counter() - t0)
             finally:
                 ch.ring.release(slot)
+            self._service()
 
     def _loop_batched(self) -> None:
         """Models with a dynamic batch axis: one inference for every camera with a frame ready."""
@@ -217,6 +271,7 @@ class InferenceWorker(threading.Thread):
             finally:
                 for ch, slot in taken:
                     ch.ring.release(slot)
+            self._service()
 
     def _loop_async(self) -> None:
         """Keep up to ``jobs`` slots in flight; finish them in submission order, so each
@@ -246,6 +301,8 @@ class InferenceWorker(threading.Thread):
                     self._finish(ch, slot, outputs, time.perf_counter() - t0)
                 finally:
                     ch.ring.release(slot)
+                if not in_flight:
+                    self._service()  # calls run between frames, never with frames in flight
         finally:
             if in_flight:
                 self._async.wait_all()
@@ -279,14 +336,19 @@ class InferenceWorker(threading.Thread):
     def _dispatch(self, ch: CameraChannel, events: list[Event], slot: Slot | None) -> None:
         for event in events:
             ch.events += 1
-            key = (event.camera, event.rule, event.type)
-            self.event_counts[key] = self.event_counts.get(key, 0) + 1
             image = None
             if self.snapshots and slot is not None and slot.frame is not None and event.type == "new":
                 image = slot.frame.copy()  # the slot is reused once released
-            payload = event_payload(event, self.device, self.identity)
-            log.info(
-                "event %s %s camera=%s rule=%s label=%s score=%.2f t=%.2fs",
-                event.type, event.id[:8], event.camera, event.rule, event.label, event.score, event.t_frame,
-            )  # fmt: skip
-            self.dispatcher.submit(EventEnvelope(payload, image))
+            self._dispatch_event(event, image)
+
+    def _dispatch_event(self, event: Event, image: np.ndarray | None = None) -> None:
+        key = (event.camera, event.rule, event.type)
+        if key not in self.event_counts:
+            self.event_counts = {**self.event_counts, key: 0}  # readers see a whole dict, never a growing one
+        self.event_counts[key] += 1
+        payload = event_payload(event, self.device, self.identity)
+        log.info(
+            "event %s %s camera=%s rule=%s label=%s score=%.2f t=%.2fs",
+            event.type, event.id[:8], event.camera, event.rule, event.label, event.score, event.t_frame,
+        )  # fmt: skip
+        self.dispatcher.submit(EventEnvelope(payload, image))

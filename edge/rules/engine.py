@@ -12,7 +12,7 @@ events however fast it is processed:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -121,9 +121,29 @@ class RuleEngine:
 
     def adopt_state(self, old: RuleEngine, rules: set[str]) -> None:
         """Keep the running state (active, cooldown) of rules whose config did not change."""
-        for key, state in old._state.items():
-            if key[0] in rules:
-                self._state[key] = state
+        self.take_over(old, lambda rule, _camera: rule in rules, {})
+
+    def take_over(
+        self, old: RuleEngine, keep: Callable[[str, str], bool], last_frames: Mapping[str, FrameInfo | None]
+    ) -> list[Event]:
+        """Carry over the state of the (rule, camera) pairs ``keep`` accepts and this engine
+        evaluates; every other pair that is active gets its ``end`` (at the camera's last frame),
+        so a reload never leaves a rule dangling ``on``."""
+        mine = {(r.name, cam) for cam, rules in self._by_camera.items() for r in rules}
+        events = []
+        for (rule, camera), state in list(old._state.items()):
+            if (rule, camera) in mine and keep(rule, camera):
+                self._state[(rule, camera)] = state
+                continue
+            frame = last_frames.get(camera)
+            if state.active and frame is not None:
+                state.active = False
+                events.append(self._event("end", rule, frame, state, 0))
+        return events
+
+    def active_pairs(self) -> set[tuple[str, str]]:
+        """(rule, camera) pairs that are on now."""
+        return {key for key, state in list(self._state.items()) if state.active}
 
     def unmasked(self, camera: str, dets: Detections, frame_wh: tuple[int, int]) -> Detections:
         """Detections whose centre lies in none of the camera's masks."""
@@ -155,10 +175,10 @@ class RuleEngine:
                     state.last_new is None or frame.t_frame - state.last_new >= rule.cooldown
                 ):
                     state.active, state.last_new, state.started = True, frame.t_frame, frame.t_frame
-                    events.append(self._event("new", rule, frame, state, int(hit.sum())))
+                    events.append(self._event("new", rule.name, frame, state, int(hit.sum())))
             elif state.active and frame.t_frame - state.last_match >= rule.clear_after:
                 state.active = False
-                events.append(self._event("end", rule, frame, state, 0))
+                events.append(self._event("end", rule.name, frame, state, 0))
         return events
 
     def finish(self, camera: str, frame: FrameInfo | None) -> list[Event]:
@@ -170,18 +190,18 @@ class RuleEngine:
             state = self._state.get((rule.name, camera))
             if state is not None and state.active:
                 state.active = False
-                out.append(self._event("end", rule, frame, state, 0))
+                out.append(self._event("end", rule.name, frame, state, 0))
         return out
 
     @staticmethod
-    def _event(kind: EventType, rule: CompiledRule, frame: FrameInfo, state: _RuleState, count: int) -> Event:
+    def _event(kind: EventType, rule: str, frame: FrameInfo, state: _RuleState, count: int) -> Event:
         assert state.best is not None
         label, score, box = state.best
         return Event(
             id=uuid.uuid4().hex,
             type=kind,
             camera=frame.camera,
-            rule=rule.name,
+            rule=rule,
             label=label,
             score=round(score, 4),
             box=box,
