@@ -1,9 +1,12 @@
 """YOLO v5/v8/v10 and SSD decoders on ONNX graphs with known outputs, through ONNX Runtime and
-OpenVINO, decoded to the expected boxes in frame pixels after undoing the letterbox."""
+OpenVINO, decoded to the expected boxes in frame pixels after undoing the letterbox; a model
+whose outputs do not fit its declared decoder is refused at load, naming file and output."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import yaml
 from conftest import require_backend
 from onnx_graphs import constant_output_model
 
+from edge.errors import ModelError
 from edge.inference import load_model
 from edge.models import resolve_model
 
@@ -139,13 +143,21 @@ def test_uint8_input_model_gets_raw_pixels(tmp_path: Path) -> None:
     from onnx import TensorProto
 
     path = constant_output_model(
-        tmp_path / "u8.onnx", {"output0": v8_output()}, input_shape=(1, 64, 64, 3), input_dtype=TensorProto.UINT8
+        tmp_path / "u8.onnx",
+        {"output0": v8_output()},
+        input_shape=(1, 64, 64, 3),
+        input_dtype=TensorProto.UINT8,
     )
     (tmp_path / "model.yaml").write_text(
-        yaml.safe_dump({
-            "name": "u8", "task": "detect", "decoder": "yolov8", "labels": ["person", "car"],
-            "files": {"onnx": {"path": path.name}},
-        })
+        yaml.safe_dump(
+            {
+                "name": "u8",
+                "task": "detect",
+                "decoder": "yolov8",
+                "labels": ["person", "car"],
+                "files": {"onnx": {"path": path.name}},
+            }
+        )
     )
     model = load_model(str(tmp_path), "onnxruntime")
     assert model.input_spec.dtype == np.uint8 and model.input_spec.layout == "NHWC"
@@ -160,10 +172,18 @@ def test_uint8_input_model_gets_raw_pixels(tmp_path: Path) -> None:
 def test_classify_decoder_gives_top_k_over_the_whole_frame(tmp_path: Path) -> None:
     logits = np.array([[0.5, 3.0, -1.0, 2.0, 0.0]], np.float32)
     constant_output_model(tmp_path / "cls.onnx", {"logits": logits}, input_shape=(1, 3, 32, 32))
-    (tmp_path / "model.yaml").write_text(yaml.safe_dump({
-        "name": "cls", "task": "classify", "decoder": "classify", "labels": ["a", "b", "c", "d", "e"],
-        "files": {"onnx": {"path": "cls.onnx"}}, "options": {"top_k": 2},
-    }))
+    (tmp_path / "model.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "cls",
+                "task": "classify",
+                "decoder": "classify",
+                "labels": ["a", "b", "c", "d", "e"],
+                "files": {"onnx": {"path": "cls.onnx"}},
+                "options": {"top_k": 2},
+            }
+        )
+    )
     dets = load_model(str(tmp_path), "onnxruntime").infer(FRAME)
     e = np.exp(logits[0] - logits[0].max())
     p = e / e.sum()
@@ -221,10 +241,18 @@ def test_worker_batches_cameras_when_the_batch_axis_is_dynamic(tmp_path: Path) -
     model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model_proto.ir_version = 8
     onnx.save(model_proto, str(tmp_path / "m.onnx"))
-    (tmp_path / "model.yaml").write_text(yaml.safe_dump({
-        "name": "b", "task": "detect", "decoder": "yolov8", "labels": ["person", "car"],
-        "input": {"size": [64, 64]}, "files": {"onnx": {"path": "m.onnx"}},
-    }))
+    (tmp_path / "model.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "b",
+                "task": "detect",
+                "decoder": "yolov8",
+                "labels": ["person", "car"],
+                "input": {"size": [64, 64]},
+                "files": {"onnx": {"path": "m.onnx"}},
+            }
+        )
+    )
     model = load_model(str(tmp_path), "onnxruntime")
     assert model.input_spec.has_dynamic_batch
 
@@ -276,3 +304,91 @@ def test_worker_batches_cameras_when_the_batch_axis_is_dynamic(tmp_path: Path) -
         assert len(results[name]) == 12
         np.testing.assert_allclose(results[name], expected_cx, atol=0.5)
     assert abs(results["dark"][0] - results["bright"][0]) > 10  # the outputs were not mixed up
+
+
+def zeros(*shape: int) -> np.ndarray:
+    return np.zeros(shape, np.float32)
+
+
+SSD_ORDER = {"output_order": "boxes,classes,scores,count"}
+SSD_OK = {"boxes": zeros(1, 4, 4), "classes": zeros(1, 4), "scores": zeros(1, 4), "count": zeros(1)}
+FITS: AbstractContextManager[Any] = nullcontext()
+
+
+def refused(phrase: str) -> AbstractContextManager[Any]:
+    return pytest.raises(ModelError, match=phrase)
+
+
+# (decoder, labels, outputs, options, expectation): each family with outputs that fit and that do not.
+# Input 64x64: BlazeFace has 8*8*2 + 4*4*6 = 224 anchors, BlazePose 8*8*2 + 4*4*2 + 2*2*6 = 184.
+FIT_CASES = [
+    ("yolov8", 2, {"output0": zeros(1, 6, 10)}, {}, FITS),
+    ("yolov8", 2, {"output0": zeros(1, 10, 6)}, {}, FITS),
+    ("yolov8", 2, {"output0": zeros(1, 7, 10)}, {}, refused(r"output 0 'output0' has shape \(1, 7, 10\); the yolov8 decoder expects candidates of 4 box \+ 2 class scores of shape \(1, 6, N\)")),
+    ("yolov8", 2, {"output0": zeros(1, 6, 10, 1)}, {}, refused(r"output 0 'output0' has shape \(1, 6, 10, 1\)")),
+    ("yolov8", 1, {"output0": zeros(1, 11, 10)}, {"kpt_shape": [2, 3]}, FITS),
+    ("yolov8", 1, {"output0": zeros(1, 8, 10)}, {"kpt_shape": [2, 3]}, refused(r"1 class scores \+ 2x3 keypoint values")),
+    ("yolov5", 2, {"output0": zeros(1, 10, 7)}, {}, FITS),
+    ("yolov5", 2, {"output0": zeros(1, 10, 6)}, {}, refused(r"yolov5 decoder expects candidates of 4 box \+ objectness \+ 2 class scores")),
+    ("yolov10", 2, {"output0": zeros(1, 300, 6)}, {}, FITS),
+    ("yolov10", 2, {"output0": zeros(1, 300, 7)}, {}, refused(r"has shape \(1, 300, 7\); the yolov10 decoder expects detections")),
+    ("yolov10", 2, {"output0": zeros(300)}, {}, refused(r"has shape \(300,\)")),
+    ("ssd", 2, SSD_OK, SSD_ORDER, FITS),
+    ("ssd", 2, {**SSD_OK, "boxes": zeros(1, 4, 5)}, SSD_ORDER, refused(r"output 0 'boxes' has shape \(1, 4, 5\); the ssd decoder expects boxes")),
+    ("ssd", 2, {**SSD_OK, "count": zeros(1, 4)}, SSD_ORDER, refused(r"output 3 'count' has shape \(1, 4\); the ssd decoder expects count")),
+    ("ssd", 2, {"boxes": zeros(1, 4, 4), "classes": zeros(1, 4), "scores": zeros(1, 4)}, SSD_ORDER, refused(r"reads output 3 \(count, .*\) but the model has 3 output")),
+    ("ssd", 2, {"a": zeros(1, 4, 4), "b": zeros(1, 4)}, {}, refused(r"ssd decoder expects 4 outputs")),
+    ("classify", 5, {"logits": zeros(1, 5)}, {}, FITS),
+    ("classify", 5, {"logits": zeros(1, 1000)}, {}, refused(r"output 0 'logits' has shape \(1, 1000\); the classify decoder expects one score per label \(5\)")),
+    ("blazeface", 1, {"regressors": zeros(1, 224, 16), "classificators": zeros(1, 224, 1)}, {}, FITS),
+    ("blazeface", 1, {"regressors": zeros(1, 224, 12), "classificators": zeros(1, 224, 1)}, {}, refused(r"no output fits the blazeface decoder's 224 anchors x 16 regressors")),
+    ("blazepose", 1, {"regressors": zeros(1, 184, 12), "classificators": zeros(1, 184, 1)}, {}, FITS),
+    ("blazepose", 1, {"regressors": zeros(1, 184, 12), "classificators": zeros(1, 100, 1)}, {}, refused(r"no output fits the blazepose decoder's 184 anchor scores .*'classificators' \(1, 100, 1\)")),
+    ("db", 1, {"maps": zeros(1, 1, 64, 64)}, {}, FITS),
+    ("db", 1, {"maps": zeros(1, 2, 64, 64)}, {}, refused(r"output 0 'maps' has shape \(1, 2, 64, 64\); the db decoder expects a text probability map the size of the input of shape \(1, 1, 64, 64\)")),
+    ("db", 1, {"maps": zeros(1, 1, 32, 32)}, {}, refused(r"has shape \(1, 1, 32, 32\)")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("decoder", "labels", "outputs", "options", "expectation"),
+    FIT_CASES,
+    ids=[f"{c[0]}-{i}-{'fits' if c[4] is FITS else 'refused'}" for i, c in enumerate(FIT_CASES)],
+)
+def test_outputs_that_do_not_fit_the_decoder_are_refused_at_load(
+    decoder: str,
+    labels: int,
+    outputs: dict[str, np.ndarray],
+    options: dict[str, Any],
+    expectation: AbstractContextManager[Any],
+    tmp_path: Path,
+) -> None:
+    constant_output_model(tmp_path / "m.onnx", outputs)
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump({
+        "name": "fit", "task": "detect", "decoder": decoder, "labels": [f"c{i}" for i in range(labels)],
+        "input": {"size": [64, 64]}, "files": {"onnx": {"path": "m.onnx"}}, "options": options,
+    }))  # fmt: skip
+    with expectation as info:
+        model = load_model(str(tmp_path), "onnxruntime")
+    if info is None:
+        model.infer(FRAME)  # what fits at load also decodes
+    else:
+        assert "\n" not in str(info.value) and str(tmp_path / "m.onnx") in str(info.value)
+
+
+@pytest.mark.parametrize("runner", ["onnxruntime", "openvino"])
+def test_ppocr_recogniser_declared_as_a_yolo_detector_is_refused_at_load(
+    runner: str, models_dir: Path, tmp_path: Path
+) -> None:
+    """The PP-OCR recogniser (output (1, 40, 6625) at 320x48) is not a YOLO detector."""
+    require_backend(runner)
+    rec = models_dir / "ppocr_det" / "ch_PP-OCRv4_rec_infer.onnx"
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump({
+        "name": "rec", "task": "detect", "decoder": "yolov8", "labels": ["a", "b"],
+        "input": {"size": [320, 48]}, "files": {"onnx": {"path": str(rec)}},
+    }))  # fmt: skip
+    with pytest.raises(ModelError) as info:
+        load_model(str(tmp_path), runner)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{rec}: output 0 "), msg
+    assert "has shape (1, 40, 6625); the yolov8 decoder expects candidates of 4 box + 2 class scores" in msg

@@ -51,11 +51,8 @@ def to_frame(
 ) -> Detections:
     """Undo the letterbox on boxes (and keypoints) in input pixels, clip boxes to the frame."""
     boxes = ctx.letterbox.to_frame(xyxy)
-    kps = (
-        None
-        if keypoints is None
-        else ctx.letterbox.to_frame(keypoints.reshape(len(keypoints), -1)).reshape(keypoints.shape)
-    )
+    # Keypoints are (N, K, 2): the letterbox maps the last axis' (x, y) pairs, also when N is 0.
+    kps = None if keypoints is None else ctx.letterbox.to_frame(keypoints)
     dets = Detections(boxes, score, class_id.astype(np.int32), kps)
     return dets.clip(*ctx.frame_wh)
 
