@@ -162,7 +162,7 @@ def read_manifest(path: Path) -> ModelPackage:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         issues = [source.issue(p, m) for p, m in pydantic_problems(exc, data)]
-        raise ModelError("\n".join(issues)) from None
+        raise ModelError("; ".join(issues)) from None  # one line, each problem with file:line
     base = path.parent
     return ModelPackage(
         name=manifest.name,

@@ -6,6 +6,7 @@ graph runs on every backend like a real detector would.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,50 @@ def constant_output_model(
     return path
 
 
+@dataclass(frozen=True)
+class YoloV8LikeWeights:
+    """The constants of a YOLOv8-shaped detector, shared by its ONNX and TFLite twins.
+
+    ``output0 = sigmoid(reshape(conv(image)) + offsets) * scale + bias``, shape (1, 4 + nc, N):
+    per grid cell a box centre inside the cell (``corner + stride * s``), a side of 8..32
+    pixels, and class scores. Each (cell, class) score has its own logit offset, evenly spread
+    over [-3, 3], so scores never tie and NMS decides the same on every backend; the
+    convolution's weights are small so the offsets set the order.
+    """
+
+    weight: np.ndarray  # (C, 3, stride, stride), ONNX's OIHW
+    offsets: np.ndarray  # (1, C, N)
+    scale: np.ndarray  # (1, C, 1)
+    bias: np.ndarray  # (1, C, N)
+    stride: int
+
+    @property
+    def channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def cells(self) -> int:
+        return int(self.offsets.shape[2])
+
+
+def yolov8_like_weights(
+    num_classes: int = 2, size: int = 64, stride: int = 8, seed: int = 0
+) -> YoloV8LikeWeights:
+    rng = np.random.default_rng(seed)
+    channels, grid = 4 + num_classes, size // stride
+    cells = grid * grid
+    weight = (rng.standard_normal((channels, 3, stride, stride)) * 0.02).astype(np.float32)
+    offsets = np.zeros((1, channels, cells), np.float32)
+    spread = np.linspace(-3.0, 3.0, num_classes * cells)[rng.permutation(num_classes * cells)]
+    offsets[0, 4:] = spread.reshape(num_classes, cells)
+    scale = np.array([stride, stride, 24.0, 24.0] + [1.0] * num_classes, np.float32).reshape(1, channels, 1)
+    ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+    bias = np.zeros((1, channels, cells), np.float32)
+    bias[0, 0], bias[0, 1] = xs.reshape(-1) * stride, ys.reshape(-1) * stride
+    bias[0, 2:4] = 8.0
+    return YoloV8LikeWeights(weight, offsets, scale, bias, stride)
+
+
 def yolov8_like_model(
     path: Path,
     num_classes: int = 2,
@@ -60,50 +105,29 @@ def yolov8_like_model(
     seed: int = 0,
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """A YOLOv8-shaped detector: image ``(1, 3, size, size)`` -> ``output0`` ``(1, 4 + nc, N)``.
-
-    One strided convolution gives, per grid cell, a box (cx, cy inside the cell, w and h of
-    8..32 pixels) and class scores, all depending on the image. Each (cell, class) score has
-    its own logit offset (evenly spread over [-3, 3]), so scores never tie and NMS decides the same on every
-    backend; the convolution's weights are small so the offsets set the order.
-    """
-    rng = np.random.default_rng(seed)
-    channels = 4 + num_classes
-    grid = size // stride
-    cells = grid * grid
-    weight = (rng.standard_normal((channels, 3, stride, stride)) * 0.02).astype(np.float32)
-    offsets = np.zeros((1, channels, cells), np.float32)
-    spread = np.linspace(-3.0, 3.0, num_classes * cells)[rng.permutation(num_classes * cells)]
-    offsets[0, 4:] = spread.reshape(num_classes, cells)
-    ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
-    corner = np.stack([xs.reshape(-1), ys.reshape(-1)])[None].astype(np.float32) * stride  # (1, 2, N)
+    """A YOLOv8-shaped ONNX detector: ``images`` (1, 3, size, size) -> ``output0`` (1, 4 + nc, N);
+    see ``YoloV8LikeWeights``."""
+    w = yolov8_like_weights(num_classes, size, stride, seed)
     inits = [
-        numpy_helper.from_array(weight, "w"),
-        numpy_helper.from_array(np.array([1, channels, cells], np.int64), "flat"),
-        numpy_helper.from_array(offsets, "offsets"),
-        numpy_helper.from_array(corner, "corner"),
-        numpy_helper.from_array(np.float32(stride), "stride"),
-        numpy_helper.from_array(np.float32(24.0), "span"),
-        numpy_helper.from_array(np.float32(8.0), "min_side"),
-        numpy_helper.from_array(np.array([2, 2, num_classes], np.int64), "split"),
+        numpy_helper.from_array(w.weight, "w"),
+        numpy_helper.from_array(np.array([1, w.channels, w.cells], np.int64), "flat"),
+        numpy_helper.from_array(w.offsets, "offsets"),
+        numpy_helper.from_array(w.scale, "scale"),
+        numpy_helper.from_array(w.bias, "bias"),
     ]
     nodes = [
         helper.make_node("Conv", ["images", "w"], ["conv"], strides=[stride, stride]),
         helper.make_node("Reshape", ["conv", "flat"], ["raw"]),
         helper.make_node("Add", ["raw", "offsets"], ["logits"]),
         helper.make_node("Sigmoid", ["logits"], ["sig"]),
-        helper.make_node("Split", ["sig", "split"], ["xy", "wh", "cls"], axis=1),
-        helper.make_node("Mul", ["xy", "stride"], ["xy_px"]),
-        helper.make_node("Add", ["xy_px", "corner"], ["centre"]),
-        helper.make_node("Mul", ["wh", "span"], ["wh_px"]),
-        helper.make_node("Add", ["wh_px", "min_side"], ["side"]),
-        helper.make_node("Concat", ["centre", "side", "cls"], ["output0"], axis=1),
+        helper.make_node("Mul", ["sig", "scale"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "bias"], ["output0"]),
     ]
     graph = helper.make_graph(
         nodes,
         "yolov8_like",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, channels, cells])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, w.channels, w.cells])],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -113,6 +137,106 @@ def yolov8_like_model(
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+    return path
+
+
+def yolov8_like_tflite(
+    path: Path,
+    num_classes: int = 2,
+    size: int = 64,
+    stride: int = 8,
+    seed: int = 0,
+    metadata: dict[str, object] | None = None,
+) -> Path:
+    """The TFLite twin of ``yolov8_like_model`` (same weights, NHWC input), written with the
+    flatbuffer schema that ai-edge-litert ships; ``metadata`` is appended as the zip holding
+    ``metadata.json`` that Ultralytics adds to its TFLite exports."""
+    import json
+    import zipfile
+
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as tfl
+
+    w = yolov8_like_weights(num_classes, size, stride, seed)
+    c, n, g = w.channels, w.cells, size // stride
+    buffers = [tfl.BufferT()]  # buffer 0: the empty sentinel for tensors without data
+    tensors = []
+
+    def tensor(
+        name: str, shape: list[int], data: np.ndarray | None = None, kind: int = tfl.TensorType.FLOAT32
+    ) -> int:
+        t = tfl.TensorT()
+        t.name, t.shape, t.type, t.buffer = name, shape, kind, 0
+        if data is not None:
+            b = tfl.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            buffers.append(b)
+            t.buffer = len(buffers) - 1
+        tensors.append(t)
+        return len(tensors) - 1
+
+    images = tensor("images", [1, size, size, 3])
+    filt = tensor("filter", [c, stride, stride, 3], w.weight.transpose(0, 2, 3, 1))  # OHWI
+    conv_bias = tensor("conv_bias", [c], np.zeros(c, np.float32))
+    conv = tensor("conv", [1, g, g, c])
+    flat_shape = tensor("flat_shape", [3], np.array([1, n, c], np.int32), tfl.TensorType.INT32)
+    flat = tensor("flat", [1, n, c])
+    perm = tensor("perm", [3], np.array([0, 2, 1], np.int32), tfl.TensorType.INT32)
+    raw = tensor("raw", [1, c, n])
+    offsets = tensor("offsets", [1, c, n], w.offsets)
+    logits = tensor("logits", [1, c, n])
+    sig = tensor("sig", [1, c, n])
+    scale = tensor("scale", [1, c, 1], w.scale)
+    scaled = tensor("scaled", [1, c, n])
+    bias = tensor("bias", [1, c, n], w.bias)
+    output = tensor("output0", [1, c, n])
+
+    conv_opts = tfl.Conv2DOptionsT()
+    conv_opts.padding, conv_opts.strideW, conv_opts.strideH = tfl.Padding.VALID, stride, stride
+    conv_opts.dilationWFactor = conv_opts.dilationHFactor = 1
+    reshape_opts = tfl.ReshapeOptionsT()
+    reshape_opts.newShape = [1, n, c]
+    ops_, opts_ = tfl.BuiltinOperator, tfl.BuiltinOptions
+    ops = [  # (operator, inputs, outputs, options type, options)
+        (ops_.CONV_2D, [images, filt, conv_bias], [conv], opts_.Conv2DOptions, conv_opts),
+        (ops_.RESHAPE, [conv, flat_shape], [flat], opts_.ReshapeOptions, reshape_opts),
+        (ops_.TRANSPOSE, [flat, perm], [raw], opts_.TransposeOptions, tfl.TransposeOptionsT()),
+        (ops_.ADD, [raw, offsets], [logits], opts_.AddOptions, tfl.AddOptionsT()),
+        (ops_.LOGISTIC, [logits], [sig], opts_.NONE, None),
+        (ops_.MUL, [sig, scale], [scaled], opts_.MulOptions, tfl.MulOptionsT()),
+        (ops_.ADD, [scaled, bias], [output], opts_.AddOptions, tfl.AddOptionsT()),
+    ]
+    codes: list[int] = []
+    operators = []
+    for code, inputs, outputs, opt_type, opts in ops:
+        if code not in codes:
+            codes.append(code)
+        op = tfl.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = codes.index(code), inputs, outputs
+        op.builtinOptionsType, op.builtinOptions = opt_type, opts
+        operators.append(op)
+    op_codes = []
+    for code in codes:
+        oc = tfl.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, code, 1
+        op_codes.append(oc)
+    sub = tfl.SubGraphT()
+    sub.tensors, sub.inputs, sub.outputs, sub.operators, sub.name = (
+        tensors,
+        [images],
+        [output],
+        operators,
+        "main",
+    )
+    model = tfl.ModelT()
+    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, op_codes, [sub], buffers
+    model.description = "yolov8-like test detector"
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+    if metadata is not None:
+        with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("metadata.json", json.dumps(metadata))
     return path
 
 

@@ -239,6 +239,8 @@ BARE_CASES = [
     ("manifest-bad-yaml", manifest_text(b"name: [x\n"), "invalid YAML in model manifest"),
     ("manifest-a-list", manifest_text(b"- a\n- b\n"), "expected a mapping (name, task, decoder"),
     ("manifest-is-a-directory", manifest_dir, "cannot read model manifest"),
+    ("manifest-empty", manifest_text(b""), "Input should be a valid dictionary"),
+    ("manifest-fields-missing", manifest_text(b"name: x\ntask: detect\n"), ":1: decoder: Field required; "),
 ]
 
 

@@ -13,12 +13,18 @@ import numpy as np
 import pytest
 import yaml
 from conftest import require_backend
-from onnx_graphs import constant_output_model, openvino_export, ultralytics_metadata, yolov8_like_model
+from onnx_graphs import (
+    constant_output_model,
+    openvino_export,
+    ultralytics_metadata,
+    yolov8_like_model,
+    yolov8_like_tflite,
+)
 
 from edge.errors import ModelError
-from edge.inference import load_model
+from edge.inference import LoadedModel, load_model
 from edge.models import read_manifest, resolve_model
-from edge.runners.base import RunnerOptions
+from edge.runners.base import RunnerOptions, backend_version
 
 
 def copy_package(models_dir: Path, name: str, dest: Path) -> Path:
@@ -99,45 +105,67 @@ def test_bare_export_without_metadata_asks_for_a_manifest(tmp_path: Path) -> Non
         resolve_model(str(path))
 
 
-@pytest.mark.parametrize(
-    "unnamed_inputs", [False, True], ids=["outputs-unnamed", "inputs-and-outputs-unnamed"]
-)
-def test_ultralytics_openvino_export_matches_its_onnx_twin(
-    unnamed_inputs: bool, tmp_path: Path, astronaut: np.ndarray
-) -> None:
-    """An Ultralytics 8.4 OpenVINO export (``yolov8n_openvino_model/``: IR whose output tensors
-    have no names, plus ``metadata.yaml``) loads and gives the ONNX twin's detections. No TFLite
-    twin: making one needs a TensorFlow converter, which is not installed here."""
-    require_backend("openvino")
+@pytest.fixture(scope="module")
+def ultralytics_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One YOLOv8-shaped detector exported the ways Ultralytics 8.4 does: ONNX with
+    ``metadata_props``, ``yolov8n_openvino_model/`` (IR with unnamed output tensors, or with
+    unnamed inputs too, plus ``metadata.yaml``) and TFLite with its metadata zip appended."""
+    d = tmp_path_factory.mktemp("exports")
     meta = ultralytics_metadata(["person", "car"], 64)
-    onnx_file = yolov8_like_model(tmp_path / "yolov8n.onnx", metadata={k: str(v) for k, v in meta.items()})
-    folder = openvino_export(
-        onnx_file, tmp_path / "yolov8n_openvino_model", meta, unnamed_inputs=unnamed_inputs
-    )
+    onnx_file = yolov8_like_model(d / "yolov8n.onnx", metadata={k: str(v) for k, v in meta.items()})
+    exports = {"onnx": onnx_file, "tflite": yolov8_like_tflite(d / "yolov8n_float32.tflite", metadata=meta)}
+    if backend_version("openvino") is not None:
+        exports["openvino"] = openvino_export(onnx_file, d / "yolov8n_openvino_model", meta)
+        exports["openvino-unnamed-inputs"] = openvino_export(
+            onnx_file, d / "all" / "yolov8n_openvino_model", meta, unnamed_inputs=True
+        )
+    return exports
 
-    ov_model = load_model(str(folder), "openvino", options=RunnerOptions(precision="f32"))
-    ort_model = load_model(str(onnx_file), "onnxruntime")
-    assert ov_model.package.name == "yolov8n" and ov_model.package.labels == ("person", "car")
-    assert ov_model.package.decoder == "yolov8" and ov_model.input_format.width == 64
-    assert [o.name for o in ov_model.runner.outputs] == ["output0"]
 
-    pre = ort_model.preprocessor()
-    tensor = pre.new_tensor()
-    pre(astronaut, tensor)
-    raw_ort = ort_model.run_tensor(tensor)[0]
-    raw_ov = ov_model.run_tensor(tensor)[0]
-    assert raw_ov.shape == raw_ort.shape == (1, 6, 64)
-    np.testing.assert_allclose(raw_ov, raw_ort, atol=1e-4)
-    # The pipeline's path for OpenVINO: the async queue, fed by the input spec's name.
-    jobs = ov_model.runner.async_infer(1)  # type: ignore[attr-defined]
-    jobs.submit({ov_model.input_spec.name: tensor}, 0)
-    np.testing.assert_allclose(jobs.wait(0, 30)[0], raw_ort, atol=1e-4)
+@pytest.mark.parametrize(
+    ("export", "runner"),
+    [
+        ("openvino", "openvino"),
+        ("openvino-unnamed-inputs", "openvino"),
+        ("tflite", "litert"),
+        ("tflite", "openvino"),
+    ],
+)
+def test_ultralytics_export_matches_its_onnx_twin(
+    export: str, runner: str, ultralytics_exports: dict[str, Path], astronaut: np.ndarray
+) -> None:
+    """Each export loads from its own metadata and gives the ONNX export's detections (OpenVINO
+    in f32). The OpenVINO exports' output tensors have no names, as in Ultralytics 8.4."""
+    require_backend(runner)
+    options = RunnerOptions(precision="f32") if runner == "openvino" else RunnerOptions()
+    model = load_model(str(ultralytics_exports[export]), runner, options=options)
+    twin = load_model(str(ultralytics_exports["onnx"]), "onnxruntime")
+    assert model.package.labels == ("person", "car") and model.package.decoder == "yolov8"
+    assert model.input_format.width == model.input_format.height == 64
+    if runner == "openvino":
+        assert [o.name for o in model.runner.outputs] == ["output0"]
 
-    a, b = ort_model.infer(astronaut), ov_model.infer(astronaut)
+    raw = model.run_tensor(prepared(model, astronaut))[0]
+    raw_twin = twin.run_tensor(prepared(twin, astronaut))[0]
+    assert raw.shape == raw_twin.shape == (1, 6, 64)
+    np.testing.assert_allclose(raw, raw_twin, atol=1e-4)
+    if runner == "openvino":  # the pipeline's path: the async queue, fed by the input spec's name
+        jobs = model.runner.async_infer(1)  # type: ignore[attr-defined]
+        jobs.submit({model.input_spec.name: prepared(model, astronaut)}, 0)
+        np.testing.assert_allclose(jobs.wait(0, 30)[0], raw_twin, atol=1e-4)
+
+    a, b = twin.infer(astronaut), model.infer(astronaut)
     assert len(a) == len(b) > 5
     np.testing.assert_allclose(b.xyxy, a.xyxy, atol=0.05)  # frame pixels (512 / 64 = 8x the input)
     np.testing.assert_allclose(b.score, a.score, atol=1e-4)
     assert b.class_id.tolist() == a.class_id.tolist()
+
+
+def prepared(model: LoadedModel, frame: np.ndarray) -> np.ndarray:
+    pre = model.preprocessor()
+    tensor = pre.new_tensor()
+    pre(frame, tensor)
+    return tensor
 
 
 GOOD_META = ultralytics_metadata(["person", "car"], 64)
