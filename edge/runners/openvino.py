@@ -33,9 +33,8 @@ FRONTENDS: dict[str, tuple[str, str]] = {
 
 
 def port_name(port: Any, kind: str, index: int) -> str:
-    """The port's tensor name (the smallest when it has several), or ``<kind><index>``."""
-    names = sorted(port.get_names())
-    return str(names[0]) if names else f"{kind}{index}"
+    """The port's tensor name (OpenVINO's pick when it has several), or ``<kind><index>``."""
+    return str(port.get_any_name()) if port.get_names() else f"{kind}{index}"
 
 
 def _spec(port: Any, kind: str, index: int) -> TensorSpec:
