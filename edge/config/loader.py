@@ -274,6 +274,8 @@ def construct_yaml(node: yaml.Node | None) -> Any:
 
 def load_yaml_value(text: str) -> Any:
     """``yaml.safe_load`` with the limits of ``compose_yaml``; raises ``ValueError``."""
+    if _text_issue(text, ""):
+        raise ValueError("the value is not valid Unicode (a lone surrogate, as from a non-UTF-8 byte)")
     try:
         return construct_yaml(compose_yaml(text))
     except YamlProblem as exc:

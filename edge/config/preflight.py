@@ -128,7 +128,8 @@ def mqtt_problems(mqtt: MqttConfig) -> Iterator[Problem]:
     if mqtt.password is None and mqtt.password_file is not None:
         problem = file_problem(mqtt.password_file)
         if problem is None:
-            raw = mqtt.password_file.read_bytes()[: MAX_PASSWORD_FILE + 1]
+            with mqtt.password_file.open("rb") as fh:
+                raw = fh.read(MAX_PASSWORD_FILE + 1)
             if len(raw) > MAX_PASSWORD_FILE:
                 problem = f"{mqtt.password_file} is larger than {MAX_PASSWORD_FILE // 1024} KiB"
             else:
@@ -186,7 +187,7 @@ def _client_cert_problems(cert: Path, key: Path | None) -> Iterator[Problem]:
             f"{key or cert}: the private key is encrypted; edge cannot ask for a passphrase",
         )
     except ssl.SSLError as exc:
-        if key is None and b"PRIVATE KEY-----" not in cert.read_bytes():
+        if key is None and b"PRIVATE KEY-----" not in _head(cert):
             yield ("mqtt", "tls", "cert_file"), f"{cert} holds no private key and tls.key_file is not set"
         else:
             where = ("mqtt", "tls", "key_file" if key else "cert_file")
@@ -195,6 +196,11 @@ def _client_cert_problems(cert: Path, key: Path | None) -> Iterator[Problem]:
                 f"cannot load the client certificate {cert}{f' with {key}' if key else ''}: "
                 f"{exc.reason or exc}",
             )
+
+
+def _head(path: Path, size: int = 1 << 20) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(size)
 
 
 def metrics_problems(metrics: MetricsConfig) -> Iterator[Problem]:
