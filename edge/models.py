@@ -28,7 +28,8 @@ from edge.buffer.preprocess import InputFormat
 from edge.config.loader import SourceMap, pydantic_problems, record_lines
 from edge.config.schema import Strict
 from edge.errors import ModelError
-from edge.runners.base import one_line, require_model_file
+from edge.runners.base import require_model_file
+from edge.runners.onnxruntime import ort_problem
 
 MANIFEST = "model.yaml"
 Format = Literal["onnx", "openvino", "tflite", "engine"]
@@ -216,7 +217,7 @@ def _onnx_metadata(path: Path) -> dict[str, Any]:
     try:
         meta = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).get_modelmeta()
     except Exception as exc:
-        raise ModelError(f"{path}: not a readable ONNX model ({one_line(exc)})") from exc
+        raise ModelError(f"{path}: not a readable ONNX model ({ort_problem(exc)})") from exc
     out: dict[str, Any] = {}
     for key, value in meta.custom_metadata_map.items():
         try:

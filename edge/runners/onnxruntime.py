@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,13 @@ _ORT_DTYPES = {
     "tensor(int64)": np.int64,
     "tensor(bool)": np.bool_,
 }
+
+
+def ort_problem(exc: BaseException) -> str:
+    """ONNX Runtime's complaint without its ``[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load
+    model from <path> failed:`` preamble (the message already names the file)."""
+    text = one_line(exc)
+    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : (\w+) : (?:Load model from .* failed:)?", r"\1: ", text)
 
 
 def _spec(node: Any, path: Path) -> TensorSpec:
@@ -65,7 +73,7 @@ class OnnxRuntimeRunner:
         try:
             self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as exc:
-            raise ModelError(f"{path}: not a readable ONNX model ({one_line(exc)})") from exc
+            raise ModelError(f"{path}: not a readable ONNX model ({ort_problem(exc)})") from exc
         self.providers = self._session.get_providers()
         self.inputs = [_spec(n, path) for n in self._session.get_inputs()]
         self.outputs = [_spec(n, path) for n in self._session.get_outputs()]
