@@ -36,7 +36,7 @@ def preflight(loaded: LoadedConfig, check_models: bool = True) -> list[str]:
     """Every problem ``edge run`` would hit with this config on this machine, as issue lines."""
     cfg = loaded.config
     checks: list[Iterator[Problem]] = [state_dir_problems(cfg), video_problems(cfg)]
-    if cfg.models_dir is not None and not cfg.models_dir.is_dir():
+    if cfg.models_dir is not None and not os.path.isdir(cfg.models_dir):
         checks.append(iter([(("models_dir",), f"{cfg.models_dir} is not a folder")]))
     if cfg.mqtt.enabled:
         checks.append(mqtt_problems(cfg.mqtt))
@@ -72,6 +72,13 @@ def file_problem(path: Path) -> str | None:
 
 def writable_dir_problem(path: Path) -> str | None:
     """Why ``path`` cannot be used (created if missing) as a folder to write in, or None."""
+    try:
+        return _writable_dir_problem(path)
+    except OSError as exc:  # e.g. a parent this user may not search
+        return f"{path}: {exc.strerror or exc}"
+
+
+def _writable_dir_problem(path: Path) -> str | None:
     real = Path(os.path.realpath(path))
     for virtual in VIRTUAL_FILESYSTEMS:
         if real == virtual or virtual in real.parents:
