@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,7 @@ cameras:
     reconnect: {{initial: 0.5s, max: 2s}}
 rules:
   zone: {{cameras: [c], labels: [person], min_score: {0.6 + variant / 100}, zone: {ZONE}, cooldown: 1s, clear_after: 1s}}
+metrics: {{enabled: true, port: 0}}
 mqtt:
   host: 127.0.0.1
   port: {broker_port}
@@ -154,11 +156,28 @@ def test_everything_at_once(models_dir: Path, demo_clip: Path, tmp_path: Path, s
         time.sleep(1.0)
         threads_before, fds_before = threading.active_count(), open_fds()
         available_before = len(sub.on("edge/site/available"))
+        scrapes = {"ok": 0, "failed": 0}
+        scraping = threading.Event()
+
+        def scrape() -> None:  # /metrics read all through the reloads: no dict changes size mid-read
+            assert app.metrics is not None
+            while not scraping.is_set():
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{app.metrics.port}/metrics", timeout=10).read()
+                    scrapes["ok"] += 1
+                except OSError:
+                    scrapes["failed"] += 1
+
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
         for i in range(50):
             cfg_path.write_text(configs[(i + 1) % 2])
             os.kill(os.getpid(), signal.SIGHUP)
             wait_until(app._signals.empty, 30, "the SIGHUP taken")
             time.sleep(0.05)
+        scraping.set()
+        scraper.join(30)
+        assert scrapes["failed"] == 0 and scrapes["ok"] > 0, scrapes
         wait_until(lambda: app.captures.get("live") is not None and app.captures["live"].state is CameraState.STREAMING,
                    60, "the live camera streaming after the reloads")
         # No rule muted: events keep coming after the storm.
