@@ -125,6 +125,7 @@ def bare_async(model: LoadedModel, tensor: Any, n: int, jobs: int, progress: boo
     for i in range(max(0, n - jobs), n):
         infer.wait(i)
     seconds = time.perf_counter() - t0
+    infer.close()
     return _measure(n, seconds, _cpu() - c0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,25 @@ def wait_until(cond: Callable[[], object], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+EDGE_THREADS = ("capture-", "infer-", "actions", "mqtt-sender")
+
+
+@pytest.fixture(autouse=True)
+def no_edge_threads_left() -> Iterator[None]:
+    """Every test stops what it started: a daemon thread left running would log into pytest's
+    closed streams after the test (ValueError: I/O operation on closed file)."""
+    before = {t for t in threading.enumerate() if t.name.startswith(EDGE_THREADS)}
+    yield
+
+    def left() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith(EDGE_THREADS) and t not in before]
+
+    deadline = time.monotonic() + 20
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left(), f"threads still running after the test: {left()}"
 
 
 def require_backend(name: str) -> None:

@@ -93,7 +93,7 @@ class AsyncInfer:
         self.jobs = jobs
         self._inputs = inputs
         self._outputs = outputs
-        self._queue = ov.AsyncInferQueue(compiled, jobs)
+        self._queue: Any = ov.AsyncInferQueue(compiled, jobs)
         self._queue.set_callback(self._done)
         self._cond = threading.Condition()
         self._results: dict[int, list[np.ndarray] | BaseException] = {}
@@ -128,7 +128,17 @@ class AsyncInfer:
         return result
 
     def wait_all(self) -> None:
-        self._queue.wait_all()
+        if self._queue is not None:
+            self._queue.wait_all()
+
+    def close(self) -> None:
+        """Wait for the requests and drop the queue now, while Python is fully alive: the
+        queue holds a Python callback, and destroying it during interpreter shutdown (garbage
+        collection of the cycle) can abort the process ("terminate called without an active
+        exception")."""
+        if self._queue is not None:
+            self._queue.wait_all()
+            self._queue = None
 
 
 class OpenVinoRunner:
@@ -155,13 +165,16 @@ class OpenVinoRunner:
         self.inputs = [_spec(p, "input", i) for i, p in enumerate(self._compiled.inputs)]
         self.outputs = [_spec(p, "output", i) for i, p in enumerate(self._compiled.outputs)]
         self._request = self._compiled.create_infer_request()
+        self._queues: list[AsyncInfer] = []
 
     def optimal_jobs(self) -> int:
         """OpenVINO's own advice on how many requests keep this device busy."""
         return int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
 
     def async_infer(self, jobs: int) -> AsyncInfer:
-        return AsyncInfer(self._compiled, self.inputs, self.outputs, jobs)
+        queue = AsyncInfer(self._compiled, self.inputs, self.outputs, jobs)
+        self._queues.append(queue)  # closed before the compiled model goes
+        return queue
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         prepared = {i: prepare_feed(s, feeds[s.name]) for i, s in enumerate(self.inputs)}
@@ -173,6 +186,9 @@ class OpenVinoRunner:
         ]
 
     def close(self) -> None:
+        for queue in self._queues:
+            queue.close()
+        self._queues.clear()
         self._request = None
         self._compiled = None
 
