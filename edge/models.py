@@ -25,8 +25,15 @@ import yaml
 from pydantic import Field, StringConstraints, ValidationError
 
 from edge.buffer.preprocess import InputFormat
-from edge.config.loader import SourceMap, pydantic_problems, record_lines
-from edge.config.schema import Strict
+from edge.config.loader import (
+    SourceMap,
+    YamlProblem,
+    compose_yaml,
+    construct_yaml,
+    pydantic_problems,
+    record_lines,
+)
+from edge.config.schema import Strict, check_path_text
 from edge.errors import ModelError
 from edge.runners.base import require_model_file
 from edge.runners.onnxruntime import ort_problem
@@ -146,9 +153,11 @@ def read_manifest(path: Path) -> ModelPackage:
     except (OSError, UnicodeDecodeError) as exc:
         problem = _os_problem(exc)
         raise ModelError(f"{path}: cannot read model manifest ({problem}); expected UTF-8 YAML") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+    try:  # the config's YAML reader: bounded depth and size, no alias bombs, no duplicate keys
+        node = compose_yaml(text)
+        data = construct_yaml(node)
+    except YamlProblem as exc:
+        raise ModelError(f"{exc.issue(str(path))} (model manifest)") from None
     except yaml.YAMLError as exc:
         where = _yaml_where(path, exc)
         raise ModelError(f"{where}: invalid YAML in model manifest ({_yaml_problem(exc)})") from None
@@ -422,8 +431,12 @@ def default_search_dirs(extra: Sequence[Path | None] = ()) -> list[Path]:
 
 def resolve_model(ref: str, search_dirs: Sequence[Path] | None = None) -> ModelPackage:
     """A model package by name, folder, manifest path or bare export file."""
-    candidate = Path(ref).expanduser()
-    if candidate.exists():
+    try:
+        candidate = Path(check_path_text(ref))
+        exists = candidate.exists()
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"model path {ref[:200]!r}: {exc}") from None
+    if exists:
         return _load_path(candidate)
     dirs = default_search_dirs() if search_dirs is None else list(search_dirs)
     for d in dirs:

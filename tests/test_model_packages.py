@@ -281,3 +281,24 @@ def test_onnx_export_metadata_of_the_wrong_type_is_a_model_error(
     with pytest.raises(ModelError) as info:
         resolve_model(str(path))
     assert "\n" not in str(info.value) and str(path) in str(info.value) and phrase in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"),
+    [
+        ("name: x\nlabels: " + "[" * 200 + "]" * 200, "nested deeper than 64 levels"),
+        ("a: &a [*a]\n", "recursive"),
+        ("name: x\nname: y\n", "duplicate"),
+    ],
+)
+def test_hostile_manifest_yaml_is_one_line_error(tmp_path: Path, manifest: str, expected: str) -> None:
+    """A model.yaml goes through the config's bounded YAML reader (no RecursionError, no hang)."""
+    (tmp_path / "model.yaml").write_text(manifest)
+    with pytest.raises(ModelError) as info:
+        read_manifest(tmp_path / "model.yaml")
+    assert expected in str(info.value) and "\n" not in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def test_model_path_with_unknown_home_is_a_model_error() -> None:
+    with pytest.raises(ModelError, match="nosuchuser"):
+        resolve_model("~nosuchuser/m.onnx")
