@@ -1,3 +1,3 @@
-from edge.cli import main
+from edge.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -93,7 +93,7 @@ class AsyncInfer:
         self.jobs = jobs
         self._inputs = inputs
         self._outputs = outputs
-        self._queue: Any = ov.AsyncInferQueue(compiled, jobs)
+        self._queue = ov.AsyncInferQueue(compiled, jobs)
         self._queue.set_callback(self._done)
         self._cond = threading.Condition()
         self._results: dict[int, list[np.ndarray] | BaseException] = {}
@@ -132,13 +132,13 @@ class AsyncInfer:
             self._queue.wait_all()
 
     def close(self) -> None:
-        """Wait for the requests and drop the queue now, while Python is fully alive: the
-        queue holds a Python callback, and destroying it during interpreter shutdown (garbage
-        collection of the cycle) can abort the process ("terminate called without an active
-        exception")."""
+        """Wait for every request. The queue itself is not dropped here: destroying an
+        ``AsyncInferQueue`` and then its compiled model while holding the GIL deadlocks (an
+        OpenVINO executor thread waits for the GIL to release the Python callback). It goes
+        with the process; ``edge.cli.entry`` ends the process without interpreter
+        finalisation, where destroying it could abort."""
         if self._queue is not None:
             self._queue.wait_all()
-            self._queue = None
 
 
 class OpenVinoRunner:
@@ -173,7 +173,7 @@ class OpenVinoRunner:
 
     def async_infer(self, jobs: int) -> AsyncInfer:
         queue = AsyncInfer(self._compiled, self.inputs, self.outputs, jobs)
-        self._queues.append(queue)  # closed before the compiled model goes
+        self._queues.append(queue)  # waited for before the compiled model goes
         return queue
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -188,7 +188,6 @@ class OpenVinoRunner:
     def close(self) -> None:
         for queue in self._queues:
             queue.close()
-        self._queues.clear()
         self._request = None
         self._compiled = None
 
