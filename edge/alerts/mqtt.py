@@ -118,8 +118,7 @@ class MqttPublisher:
         self._stop.set()
         self._wake.set()
         self._thread.join(5)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._disconnect_cleanly()
         self.connected.clear()
         self._inflight.clear()
         while not self._acks.empty():
@@ -173,12 +172,22 @@ class MqttPublisher:
                 info.wait_for_publish(max(0.2, deadline - time.monotonic()))
             except (RuntimeError, ValueError):
                 pass
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._disconnect_cleanly()
         left = self.outbox.depth
         if left:
             log.warning("MQTT: %d event(s) kept in the outbox for the next start", left)
         return left
+
+    def _disconnect_cleanly(self, timeout: float = 3.0) -> None:
+        """Send DISCONNECT and let the network thread deliver it before stopping that thread:
+        a connection dropped without it makes the broker publish the will (`offline`), which
+        would land after a new client's `online` or a clean `stopped`."""
+        was_connected = self.connected.is_set()
+        self.client.disconnect()
+        deadline = time.monotonic() + timeout
+        while was_connected and self.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.client.loop_stop()
 
     # -- what other threads call -------------------------------------------------------------
 
