@@ -172,7 +172,7 @@ rules:
 @pytest.mark.parametrize(
     ("change", "expect"),
     [
-        ("", dict(cameras_start=set(), keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")}, noop=True)),
+        ("", dict(cameras_start=set(), keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")}, workers_stop=set(), actions_changed=False, gone_pairs=set())),
         (("live: {source", "live: {fps: 2, source"),
          dict(cameras_start={"live"}, workers_stop=set(), keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")})),
         (("file: {source", "file: {fps: 2, source"),  # a file restarts at t=0: its state is reset
@@ -334,3 +334,30 @@ def test_rings_have_room_for_the_frames_in_flight(models_dir: Path, demo_clip: P
         assert len(app.channels["c"].ring.slots) >= 6
     finally:
         app.stop()
+
+
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        (("runner: openvino, async_jobs: 2}", "runner: openvino, async_jobs: 2, threads: 1}"), "model changed"),
+        (("min_score: 0.6,", "min_score: 0.61,"), "rule changed"),
+    ],
+)
+def test_reload_on_the_async_path_ends_active_rules(
+    models_dir: Path, demo_clip: Path, tmp_path: Path, running: list[Running], caplog: pytest.LogCaptureFixture,
+    change: tuple[str, str], what: str,
+) -> None:
+    """OpenVINO async keeps frames in flight all the time: a reload's engine swap must still
+    run between results, and a rule that is `on` when its model or its config changes ends."""
+    pytest.importorskip("openvino")
+    base = config(tmp_path, demo_clip, None).replace("runner: litert}", "runner: openvino, async_jobs: 2}")
+    r = Running(tmp_path, base)
+    running.append(r)
+    wait_until(lambda: any(e["type"] == "new" for e in r.events()), 180, "a first new")
+    wait_until(lambda: r.events()[-1]["type"] == "new", 120, "the rule on")
+    r.reload(base.replace(*change))
+    wait_until(r.app._signals.empty, 30, "the reload")
+    wait_until(lambda: r.events()[-1]["type"] == "end", 60, f"the rule ended ({what})")
+    before = len(r.events())
+    wait_until(lambda: any(e["type"] == "new" for e in r.events()[before:]), 180, "a new event after the reload")
+    assert "did not take the new rules" not in caplog.text

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import __version__
+from edge.alerts.retained import sync_retained
 
 log = logging.getLogger("edge.homeassistant")
 
@@ -81,24 +82,14 @@ class Discovery:
 
     def start(self) -> list[str]:
         """Publish every config, remove entities no longer configured; returns removed topics."""
-        previous: set[str] = set()
-        if self.remembered.exists():
-            try:
-                previous = set(json.loads(self.remembered.read_text()))
-            except ValueError:
-                log.warning("%s is not valid JSON; not removing old entities", self.remembered)
-        removed = sorted(previous - set(self.messages))
-        for topic in removed:
-            self.publisher.set_latest(topic, b"", retain=True)
-            log.info("Home Assistant: removing %s (rule or camera no longer configured)", topic)
-        self.publish_all()
-        self.remembered.write_text(json.dumps(sorted(self.messages)))
+        removed = sync_retained(self.publisher, self.remembered, set(self.messages))
+        self.publish_all()  # revives topics of entities that come back
         self.publisher.subscribe(f"{self.prefix}/status", self._on_status)
         return removed
 
     def publish_all(self) -> None:
         for topic, payload in self.messages.items():
-            self.publisher.set_latest(topic, json.dumps(payload, sort_keys=True), retain=True)
+            self.publisher.set_latest(topic, json.dumps(payload, sort_keys=True), retain=True, revive=True)
 
     def _on_status(self, _topic: str, payload: bytes) -> None:
         if payload.strip() == b"online":

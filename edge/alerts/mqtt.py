@@ -72,11 +72,12 @@ class MqttPublisher:
         self._latest_lock = threading.Lock()
         self._announce = threading.Event()
         self._subscriptions: dict[str, Any] = {}
-        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (outbox seq, sent at)
+        self._inflight: dict[int, tuple[int, str, float]] = {}  # mid -> (outbox seq, id, sent at)
         self._connect_epoch = 0
         self._subs_lock = threading.Lock()
         self._last_seq = 0  # highest outbox seq handed to paho in this process
         self._epoch = 0  # the connection the sender last saw
+        self._generation = outbox.generation
         self.sender_errors = 0
         self.sender_restarts = 0
         self.sender_error: str | None = None
@@ -153,10 +154,9 @@ class MqttPublisher:
         self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
         self._thread.start()
 
-    def close(self, timeout: float = 5.0, final: bool = True) -> int:
-        """Send what the broker takes within ``timeout``, say ``stopped`` (when ``final``; a
-        reload replacing this client says nothing), disconnect. Returns the number of events
-        left in the outbox (sent on the next start)."""
+    def close(self, timeout: float = 5.0) -> int:
+        """Send what the broker takes within ``timeout``, say ``stopped``, disconnect. Returns
+        the number of events left in the outbox (sent on the next start)."""
         deadline = time.monotonic() + timeout
         while self.connected.is_set() and self.outbox.depth and time.monotonic() < deadline:
             if not self._thread.is_alive():
@@ -166,7 +166,7 @@ class MqttPublisher:
         self._stop.set()
         self._wake.set()
         self._thread.join(max(0.1, deadline - time.monotonic()) + 1)
-        if self.connected.is_set() and final:
+        if self.connected.is_set():
             info = self.client.publish(f"{self.base}/available", "stopped", qos=1, retain=True)
             try:
                 info.wait_for_publish(max(0.2, deadline - time.monotonic()))
@@ -325,11 +325,14 @@ class MqttPublisher:
                 self._latest_dirty = {t for t, m in self._latest.items() if m.retain}
             self._publish_latest()
             self._publish_other(f"{self.base}/available", b"online", retain=True)
+        if self._generation != self.outbox.generation:  # rows renumbered: read from the start
+            self._generation = self.outbox.generation
+            self._last_seq = 0
         if self._epoch != self._connect_epoch:
             self._epoch = self._connect_epoch
             reconnected_at = time.monotonic()
             # paho re-sends what was in flight; give it `resend_after`, then resend ourselves.
-            self._inflight = {m: (s, reconnected_at) for m, (s, _t) in self._inflight.items()}
+            self._inflight = {m: (s, i, reconnected_at) for m, (s, i, _t) in self._inflight.items()}
         self._publish_latest()
         self._last_seq = self._resend_stale(self._last_seq)
         room = self.max_in_flight - len(self._inflight)
@@ -342,7 +345,7 @@ class MqttPublisher:
             info = self.client.publish(
                 row.alert.topic, row.alert.payload, qos=row.alert.qos, retain=row.alert.retain
             )
-            self._inflight[info.mid] = (row.seq, time.monotonic())
+            self._inflight[info.mid] = (row.seq, row.alert.id, time.monotonic())
             self.sent += 1
             self._last_seq = row.seq
         if rows:
@@ -357,12 +360,12 @@ class MqttPublisher:
                 return
             entry = self._inflight.pop(mid, None)
             if entry is not None:  # other ids are status/state/stats messages: nothing to do
-                self.outbox.ack(entry[0])
+                self.outbox.ack(entry[0], entry[1])
                 self.acked += 1
 
     def _resend_stale(self, last_seq: int) -> int:
         now = time.monotonic()
-        stale = [m for m, (_s, t) in self._inflight.items() if now - t > self.resend_after]
+        stale = [m for m, (_s, _i, t) in self._inflight.items() if now - t > self.resend_after]
         if not stale:
             return last_seq
         seqs = sorted(self._inflight[m][0] for m in stale)

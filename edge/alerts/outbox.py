@@ -102,7 +102,10 @@ class OutboxStore:
         self._bytes = 0
         self._next_seq = 1
         self._spill: dict[int, Row] = {}  # seq -> row, alerts the disk did not take yet
-        self._unacked_deletes: set[int] = set()  # acked, but the delete failed: never resend
+        self._unacked_deletes: set[str] = set()  # ids acked whose delete failed: never resend
+        self._spill_bytes = 0
+        self.generation = 0  # bumped when spilled rows get new seqs: senders start over
+        self._counted_at = time.monotonic()
         self._mem_dropped = 0  # drops not yet counted on disk
         self.write_failures = 0
         self.corrupt_recovered = 0
@@ -146,7 +149,15 @@ class OutboxStore:
                 return False
             self._db = db
             self._depth, self._bytes = int(depth), int(size)
-            self._next_seq = max(self._next_seq, int(top) + 1, int(seq_row[0]) + 1 if seq_row else 1)
+            base = max(int(top), int(seq_row[0]) if seq_row else 0)
+            if self._spill and min(self._spill) <= base:
+                # Kept in memory before the disk could be read: they come after what it holds.
+                rows = [self._spill[k] for k in sorted(self._spill)]
+                self._spill = {
+                    base + i + 1: Row(base + i + 1, r.alert, r.created) for i, r in enumerate(rows)
+                }
+                self.generation += 1
+            self._next_seq = max(self._next_seq, base + 1, max(self._spill, default=0) + 1)
             if self.corrupt_recovered:
                 self._exec_meta("corrupt_recovered", self.corrupt_recovered, absolute=True)
             self.corrupt_recovered = self._meta("corrupt_recovered")
@@ -199,16 +210,18 @@ class OutboxStore:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         assert self._db is not None
+        if self._db.in_transaction:  # a COMMIT that failed earlier left it open
+            self._db.execute("ROLLBACK")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
             try:
                 self._db.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
             raise
-        self._db.execute("COMMIT")
 
     def _disk_ready(self) -> bool:
         """The database is open and, when alerts wait in memory, they have been written."""
@@ -227,8 +240,8 @@ class OutboxStore:
                 for seq in sorted(self._spill):
                     row = self._spill[seq]
                     self._insert(db, row.alert, seq, row.created)
-                for seq in self._unacked_deletes:
-                    self._delete(db, seq)
+                for alert_id in self._unacked_deletes:
+                    db.execute("DELETE FROM outbox WHERE id = ?", (alert_id,))
                 if self._mem_dropped:
                     self._add_dropped(db, self._mem_dropped)
             self._depth, self._bytes = db.execute(
@@ -239,6 +252,7 @@ class OutboxStore:
             return False
         written = len(self._spill)
         self._spill.clear()
+        self._spill_bytes = 0
         self._unacked_deletes.clear()
         self._mem_dropped = 0
         if written:
@@ -280,7 +294,8 @@ class OutboxStore:
                     return self._put_on_disk(alert, size)
                 except sqlite3.Error as exc:
                     self._note_failure("store an event", exc)
-                    if _is_corruption(exc):
+                    if _is_corruption(exc) and self._db is not None:
+                        self._db.close()
                         self._db = None  # re-opened (and moved aside) on the next attempt
             return self._put_in_memory(alert)
 
@@ -314,10 +329,12 @@ class OutboxStore:
         seq = self._next_seq
         self._next_seq += 1
         self._spill[seq] = Row(seq, alert, time.time())
-        while len(self._spill) > self.max_messages:
-            del self._spill[min(self._spill)]
+        self._spill_bytes += len(alert.payload)
+        while len(self._spill) > self.max_messages or self._spill_bytes > self.max_bytes:
+            oldest = self._spill.pop(min(self._spill))
+            self._spill_bytes -= len(oldest.alert.payload)
             self._mem_dropped += 1
-            log.warning("outbox: memory spill full (%d): dropped the oldest alert", self.max_messages)
+            log.warning("outbox: memory spill full: dropped the oldest alert")
         return seq
 
     def pending(self, limit: int, after_seq: int = 0) -> list[Row]:
@@ -341,32 +358,44 @@ class OutboxStore:
                 rows = [
                     Row(r[0], Alert(r[1], r[2], bytes(r[3]), r[4], bool(r[5])), r[6])
                     for r in fetched
-                    if r[0] not in self._unacked_deletes
+                    if r[1] not in self._unacked_deletes
                 ]
             elif self._depth:
                 return []  # alerts on a disk we cannot read now come first: wait
             rows += [self._spill[s] for s in sorted(self._spill) if s > after_seq]
             return rows[:limit]
 
-    def ack(self, seq: int) -> bool:
-        """The broker has the alert: forget it. False if it was already gone (dropped or acked)."""
+    def ack(self, seq: int, alert_id: str | None = None) -> bool:
+        """The broker has the alert: forget it. False if it was already gone (dropped or acked).
+        Give ``alert_id`` where known: rows kept in memory may have been renumbered since."""
         with self._lock:
-            if self._spill.pop(seq, None) is not None:
-                return True
-            if seq in self._unacked_deletes:
+            for key, row in list(self._spill.items()):
+                if (row.alert.id == alert_id) if alert_id is not None else key == seq:
+                    del self._spill[key]
+                    self._spill_bytes -= len(row.alert.payload)
+                    return True
+            if alert_id is None and self._db is not None:
+                try:  # reads work on a full disk
+                    found = self._db.execute("SELECT id FROM outbox WHERE seq = ?", (seq,)).fetchone()
+                except sqlite3.Error:
+                    found = None
+                alert_id = None if found is None else str(found[0])
+            if alert_id is None or alert_id in self._unacked_deletes:
                 return False
-            if self._db is None:
-                self._unacked_deletes.add(seq)
+            if self._db is None or (self._failing and time.monotonic() < self._retry_at):
+                self._unacked_deletes.add(alert_id)  # deleted when the disk is back
                 return True
             try:
                 with self._tx() as db:
-                    row = db.execute("SELECT LENGTH(payload) FROM outbox WHERE seq = ?", (seq,)).fetchone()
+                    row = db.execute(
+                        "SELECT LENGTH(payload) FROM outbox WHERE id = ?", (alert_id,)
+                    ).fetchone()
                     if row is None:
                         return False
-                    self._delete(db, seq)
+                    db.execute("DELETE FROM outbox WHERE id = ?", (alert_id,))
             except sqlite3.Error as exc:
                 self._note_failure("delete a delivered event", exc)
-                self._unacked_deletes.add(seq)
+                self._unacked_deletes.add(alert_id)
                 return True
             self._depth -= 1
             self._bytes -= int(row[0])
@@ -377,6 +406,7 @@ class OutboxStore:
         with self._lock:
             n = len(self._spill)
             self._spill.clear()
+            self._spill_bytes = 0
             if self._db is not None:
                 with self._tx() as db:
                     n += db.execute("DELETE FROM outbox").rowcount
@@ -389,26 +419,30 @@ class OutboxStore:
         return int(self._depth) + len(self._spill) - len(self._unacked_deletes)
 
     def stats(self) -> OutboxStats:
-        """Counted in the database when it can be read, so it is right even while another
-        process writes to it; from memory otherwise."""
+        """From the running counters (the status line, ``stats`` and every metrics scrape ask
+        for it, so no table scan each time), re-counted in the database every 30 s in case
+        another process (``edge outbox purge``) changed it."""
         with self._lock:
-            spill_bytes = sum(len(r.alert.payload) for r in self._spill.values())
             oldest_mem = min((r.created for r in self._spill.values()), default=None)
-            depth, size, oldest, dropped = self._depth, self._bytes, None, self._mem_dropped
+            oldest, dropped = None, self._mem_dropped
             if self._db is not None:
                 try:
+                    if time.monotonic() - self._counted_at > 30.0:
+                        self._depth, self._bytes = self._db.execute(
+                            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
+                        ).fetchone()
+                        self._counted_at = time.monotonic()
                     dropped += self._meta("dropped")
-                    depth, size, oldest = self._db.execute(
-                        "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(created) FROM outbox"
-                    ).fetchone()
+                    first = self._db.execute("SELECT created FROM outbox ORDER BY seq LIMIT 1").fetchone()
+                    oldest = None if first is None else float(first[0])
                 except sqlite3.Error:
                     pass
             oldest = oldest if oldest is not None else oldest_mem
             return OutboxStats(
-                depth=int(depth) + len(self._spill) - len(self._unacked_deletes),
-                bytes=int(size) + spill_bytes,
+                depth=int(self._depth) + len(self._spill) - len(self._unacked_deletes),
+                bytes=int(self._bytes) + self._spill_bytes,
                 dropped=int(dropped),
-                oldest_age=None if oldest is None else max(0.0, time.time() - float(oldest)),
+                oldest_age=None if oldest is None else max(0.0, time.time() - oldest),
                 path=str(self.path),
                 write_failures=self.write_failures,
                 in_memory=len(self._spill),

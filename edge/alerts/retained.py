@@ -22,10 +22,10 @@ class Clearing(Protocol):
     def clear_retained(self, topic: str) -> None: ...
 
 
-def sync_retained(publisher: Clearing, state_dir: Path, current: set[str]) -> list[str]:
-    """Clear remembered topics that are not in ``current``; remember ``current``. Returns the
-    topics cleared."""
-    path = state_dir / FILENAME
+def sync_retained(publisher: Clearing, path: Path, current: set[str]) -> list[str]:
+    """Clear the topics remembered in ``path`` that are not in ``current``; remember
+    ``current``. Returns the topics cleared. (Rule state and camera status topics, and Home
+    Assistant's discovery configs, each have their own file.)"""
     try:
         before = set(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
@@ -36,8 +36,8 @@ def sync_retained(publisher: Clearing, state_dir: Path, current: set[str]) -> li
     stale = sorted(t for t in before - current if isinstance(t, str))
     for topic in stale:
         publisher.clear_retained(topic)
-    if stale:
-        log.info("MQTT: cleared %d retained topic(s) the config no longer has", len(stale))
+    for topic in stale:
+        log.info("MQTT: deleting retained %s (no longer in the config)", topic)
     try:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(sorted(current)), encoding="utf-8")

@@ -198,6 +198,11 @@ class CaptureThread(threading.Thread):
             crashed=self.crashed,
         )
 
+    def continue_after(self, t_frame: float, fps: float = 25.0) -> None:
+        """A file restarted by the supervisor continues its predecessor's timeline instead of
+        starting again at 0 (rule state is on that timeline). Call before ``start``."""
+        self._t_offset = t_frame + 1.0 / fps
+
     def stop(self) -> None:
         self.stop_event.set()
         self.ring.close()

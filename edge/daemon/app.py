@@ -26,6 +26,7 @@ from edge.alerts.homeassistant import Discovery
 from edge.alerts.mqtt import MqttPublisher, state_payload
 from edge.alerts.outbox import OutboxStore
 from edge.alerts.payload import iso_utc
+from edge.alerts.retained import FILENAME as RETAINED_TOPICS
 from edge.alerts.retained import sync_retained
 from edge.buffer.ring import FrameRing
 from edge.capture.sources import OpenCvSource
@@ -42,6 +43,7 @@ from edge.inference import LoadedModel, decode_overrides, load_model, runner_opt
 from edge.models import default_search_dirs
 from edge.pipeline.worker import CameraChannel, InferenceWorker
 from edge.rules.engine import Event, RuleEngine
+from edge.runners.openvino import AsyncInfer
 from edge.runners.select import HardwareInfo, probe_hardware
 from edge.telemetry.figures import Figures
 from edge.telemetry.metrics import MetricsServer
@@ -187,13 +189,19 @@ class Application:
     def _build_engine(self, cfg: EdgeConfig, model_name: str, cameras: dict[str, CameraConfig]) -> RuleEngine:
         return RuleEngine(cfg.rules, {c: cam for c, cam in cameras.items() if cam.model == model_name})
 
-    def _build_worker(self, cfg: EdgeConfig, name: str, cameras: dict[str, CameraConfig]) -> InferenceWorker:
+    def _build_worker(
+        self,
+        cfg: EdgeConfig,
+        name: str,
+        cameras: dict[str, CameraConfig],
+        reuse_async: AsyncInfer | None = None,
+    ) -> InferenceWorker:
         assert self.dispatcher is not None
         model = self.models[name]
         return InferenceWorker(
             name, model, self._build_engine(cfg, name, cameras), self.dispatcher, cfg.mqtt.device,
             snapshots=cfg.actions.snapshots.enabled,
-            async_jobs=async_jobs(model, cfg.models[name].async_jobs),
+            async_jobs=async_jobs(model, cfg.models[name].async_jobs), reuse_async=reuse_async,
         )  # fmt: skip
 
     def _build_camera(self, cam_name: str, cam: CameraConfig) -> CaptureThread:
@@ -205,6 +213,8 @@ class Application:
         slots = max(cam.buffer_slots, worker.jobs + 2)
         ring = FrameRing(slots, pre.new_tensor, policy, on_ready=worker.wake.set)
         capture = self._new_capture(cam_name, cam, ring)
+        if self.publisher is not None:  # a camera added back after a reload deleted its topic
+            self.publisher.set_latest(f"{self.publisher.base}/{cam_name}/status", "connecting", revive=True)
         self.captures[cam_name] = capture
         channel = CameraChannel(cam_name, ring, capture)
         self.channels[cam_name] = channel
@@ -237,7 +247,7 @@ class Application:
         pairs = rule_pairs(cfg)
         current = {f"{base}/{cam}/{rule}/state" for rule, cam in pairs}
         current |= {f"{base}/{cam}/status" for cam in enabled_cameras(cfg)}
-        sync_retained(self.publisher, self.state_dir, current)
+        sync_retained(self.publisher, self.state_dir / RETAINED_TOPICS, current)
         ha = cfg.mqtt.homeassistant
         if ha.enabled and (reset or new_pairs):
             entities = sorted((cam, rule) for rule, cam in pairs)
@@ -372,17 +382,25 @@ class Application:
         cam = self.loaded.config.cameras[name]
         capture = self._new_capture(name, cam, channel.ring)
         capture.frames_read, capture.reconnects = old.frames_read, old.reconnects
+        if channel.last_frame is not None and isinstance(cam.source, FileSource):
+            capture.continue_after(channel.last_frame.t_frame)
         self.captures[name] = capture
         channel.capture = capture
         capture.start()
 
     def _restart_worker(self, name: str) -> None:
+        """A new thread for a worker that died (or finished, when a reload gives it cameras):
+        same model, rings, rule engine and OpenVINO requests; counters carry on."""
         assert self.dispatcher is not None
         old = self.workers[name]
         self._retire_counts(old)
-        worker = self._build_worker(self.loaded.config, name, enabled_cameras(self.loaded.config))
+        reuse = old.async_requests
+        if reuse is not None:
+            reuse.reset()
+        worker = self._build_worker(self.loaded.config, name, enabled_cameras(self.loaded.config), reuse)
         worker.engine = old.engine  # the old thread has ended its rules; their state carries on
         worker.processed = old.processed
+        worker.latency_counts, worker.latency_sum = old.latency_counts, old.latency_sum
         for channel in old.channels:
             worker.add_camera(channel)
             channel.ring.set_on_ready(worker.wake.set)
@@ -456,13 +474,19 @@ class Application:
             log.error("reload: model %s cannot be loaded (%s); still running the old config", name, exc)
             self.notifier.ready(self.status_line())
             return False
+        old_base = None if self.publisher is None else self.publisher.base
         self._apply(plan, cfg, loaded)
         self.loaded = LoadedConfig(cfg, new.source, new.path)
         if self.publisher is not None:
-            self._announce_states(plan.new_pairs, reset=plan.mqtt_changed)
+            moved = self.publisher.base != old_base  # a new prefix/device, or MQTT turned on
+            self._announce_states(rule_pairs(cfg) if moved else plan.new_pairs, reset=plan.mqtt_changed)
+            if moved:
+                for cam, capture in self.captures.items():
+                    self._on_camera_state(cam, capture.state)
         log.info(
-            "reloaded %s: restarted camera(s) %s, model(s) %s; %d rule(s)",
+            "reloaded %s: restarted camera(s) %s, model(s) %s; %d rule(s); ended (rule, camera) %s",
             path, sorted(plan.cameras_start) or "none", sorted(plan.models_load) or "none", len(cfg.rules),
+            sorted(plan.gone_pairs) or "none",
         )  # fmt: skip
         self.notifier.ready(self.status_line())
         return True
@@ -472,7 +496,8 @@ class Application:
         # 1. Stop the cameras that change or go, and the workers of models that change or go
         #    (a stopping worker ends the rules of its cameras).
         for name in sorted(plan.cameras_stop):
-            self._stop_camera(name)
+            # Rules of a camera whose worker goes end now; a kept worker settles them in step 3.
+            self._stop_camera(name, end_rules=self.loaded.config.cameras[name].model in plan.workers_stop)
         for name in sorted(plan.workers_stop):
             self._stop_worker(name)
         # 2. Actions: a new MQTT client only after the old one is gone (one client id at a time).
@@ -494,10 +519,13 @@ class Application:
             self._build_camera(name, cams[name])
         for name in sorted(loaded):
             self.workers[name].start()
+        for name in sorted(plan.workers_keep):
+            if not self.workers[name].is_alive() and self.workers[name].channels:
+                self._restart_worker(name)  # it had finished its files; now it has cameras again
         for name in sorted(plan.cameras_start):
             self.captures[name].start()
 
-    def _stop_camera(self, name: str) -> None:
+    def _stop_camera(self, name: str, end_rules: bool = False) -> None:
         capture = self.captures.pop(name)
         channel = self.channels.pop(name)
         self._last_frames[name] = channel.last_frame
@@ -505,7 +533,8 @@ class Application:
         capture.stop()
         capture.join(10)
         for worker in self.workers.values():
-            worker.on_worker(functools.partial(worker.remove_camera, name))
+            if channel in worker.channels:
+                worker.on_worker(functools.partial(worker.remove_channel, channel, end_rules))
 
     def _stop_worker(self, name: str) -> None:
         worker = self.workers.pop(name)
@@ -513,7 +542,11 @@ class Application:
         worker.stop()
         worker.join(10)
         self._retire_counts(worker)
-        self.models.pop(name).close()
+        model = self.models.pop(name)
+        if worker.is_alive():  # still inferring: leave the model to the process's end
+            log.error("worker %s did not stop within 10 s; its model stays loaded", name)
+        else:
+            model.close()
 
     def _replace_actions(self, cfg: EdgeConfig) -> None:
         """New actions at the same place in the event stream. The MQTT publisher stays one
@@ -525,6 +558,8 @@ class Application:
             publisher.close(timeout=min(self.flush_timeout, 2.0))
             self.publisher = None
         elif publisher is not None and cfg.mqtt != old_cfg.mqtt:
+            if cfg.mqtt.outbox != old_cfg.mqtt.outbox:
+                log.warning("reload: mqtt.outbox changes take effect at the next start")
             publisher.reconfigure(cfg.mqtt)
         self.dispatcher.replace_actions(self._build_actions(cfg))
         if self.publisher is not None and publisher is None:

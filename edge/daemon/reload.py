@@ -29,13 +29,6 @@ class ReloadPlan:
     mqtt_changed: bool
     state_dir_ignored: bool  # state_dir changes need a restart; the old one is kept
 
-    @property
-    def noop(self) -> bool:
-        return not (
-            self.cameras_stop or self.cameras_start or self.workers_stop or self.models_load
-            or self.actions_changed or self.new_pairs or self.gone_pairs
-        )  # fmt: skip
-
 
 def enabled_cameras(cfg: EdgeConfig) -> dict[str, CameraConfig]:
     return {n: c for n, c in cfg.cameras.items() if c.enabled}

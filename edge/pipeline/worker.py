@@ -79,6 +79,7 @@ class InferenceWorker(threading.Thread):
         device: str,
         snapshots: bool = False,
         async_jobs: int = 1,
+        reuse_async: AsyncInfer | None = None,
     ) -> None:
         super().__init__(name=f"infer-{model_name}", daemon=True)
         self.model_name = model_name
@@ -89,6 +90,7 @@ class InferenceWorker(threading.Thread):
         self.snapshots = snapshots
         self.identity = ModelIdentity(model.package.name, model.sha256)
         self.channels: list[CameraChannel] = []
+        self._channels_lock = threading.Lock()
         self.wake = threading.Event()
         self.stop_event = threading.Event()
         self.processed = 0
@@ -105,15 +107,28 @@ class InferenceWorker(threading.Thread):
         self._calls: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = queue.SimpleQueue()
         self._async: AsyncInfer | None = None
         make_async = getattr(model.runner, "async_infer", None)
-        if async_jobs > 1 and make_async is not None:
+        if reuse_async is not None:  # a restarted worker takes over its predecessor's requests
+            self._async = reuse_async
+        elif async_jobs > 1 and make_async is not None:
             self._async = make_async(async_jobs)
         self.jobs = self._async.jobs if self._async is not None else 1  # frames in flight at most
 
-    def add_camera(self, channel: CameraChannel) -> None:
-        self.channels = [*[c for c in self.channels if c.name != channel.name], channel]
+    @property
+    def async_requests(self) -> AsyncInfer | None:
+        """OpenVINO requests in flight (a restarted worker takes them over)."""
+        return self._async
 
-    def remove_camera(self, name: str) -> None:
-        self.channels = [c for c in self.channels if c.name != name]
+    def add_camera(self, channel: CameraChannel) -> None:
+        with self._channels_lock:  # the list is replaced, never mutated: readers need no lock
+            self.channels = [*[c for c in self.channels if c.name != channel.name], channel]
+
+    def remove_channel(self, channel: CameraChannel, end_rules: bool = False) -> None:
+        """Remove this channel (not another one of the same name added since). Call it on the
+        worker thread (``on_worker``) when ``end_rules``: the camera's active rules end first."""
+        if end_rules:
+            self._dispatch(channel, self.engine.finish(channel.name, channel.last_frame), None)
+        with self._channels_lock:
+            self.channels = [c for c in self.channels if c is not channel]
 
     def on_worker(self, fn: Callable[[], None], timeout: float = 10.0) -> bool:
         """Run ``fn`` on this worker's thread between two frames (the rule engine is not
@@ -301,8 +316,7 @@ class InferenceWorker(threading.Thread):
                     self._finish(ch, slot, outputs, time.perf_counter() - t0)
                 finally:
                     ch.ring.release(slot)
-                if not in_flight:
-                    self._service()  # calls run between frames, never with frames in flight
+                self._service()  # between two results; frames still in flight are finished later
         finally:
             if in_flight:
                 self._async.wait_all()

@@ -119,10 +119,6 @@ class RuleEngine:
                 self._by_camera.setdefault(cam, []).append(compiled)
         self._masks = {name: [PolygonZone(m) for m in cam.masks] for name, cam in self.cameras.items()}
 
-    def adopt_state(self, old: RuleEngine, rules: set[str]) -> None:
-        """Keep the running state (active, cooldown) of rules whose config did not change."""
-        self.take_over(old, lambda rule, _camera: rule in rules, {})
-
     def take_over(
         self, old: RuleEngine, keep: Callable[[str, str], bool], last_frames: Mapping[str, FrameInfo | None]
     ) -> list[Event]:
@@ -140,10 +136,6 @@ class RuleEngine:
                 state.active = False
                 events.append(self._event("end", rule, frame, state, 0))
         return events
-
-    def active_pairs(self) -> set[tuple[str, str]]:
-        """(rule, camera) pairs that are on now."""
-        return {key for key, state in list(self._state.items()) if state.active}
 
     def unmasked(self, camera: str, dets: Detections, frame_wh: tuple[int, int]) -> Detections:
         """Detections whose centre lies in none of the camera's masks."""

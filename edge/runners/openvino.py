@@ -131,6 +131,13 @@ class AsyncInfer:
         if self._queue is not None:
             self._queue.wait_all()
 
+    def reset(self) -> None:
+        """Wait for every request and forget results nobody collected (a new owner starts
+        its job ids again)."""
+        self.wait_all()
+        with self._cond:
+            self._results.clear()
+
     def close(self) -> None:
         """Wait for every request. The queue itself is not dropped here: destroying an
         ``AsyncInferQueue`` and then its compiled model while holding the GIL deadlocks (an
