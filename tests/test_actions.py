@@ -6,11 +6,9 @@ survives any error. Real files in tmp_path; an injectable clock instead of sleep
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import wait_until
+from disks import fill, small_tmpfs
 from pydantic import ValidationError
 
 from edge.alerts.actions import (
@@ -86,31 +85,9 @@ def failure_logs(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.Lo
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs: a disk that really fills up (the tests run as root)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    """A 256 KiB tmpfs: a disk that really fills up."""
+    with small_tmpfs(tmp_path / "small", "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Take every free byte of the file system holding ``folder``."""
-    filler = folder / "filler"
-    with filler.open("wb", buffering=0) as fh:
-        for size in (65536, 4096, 512, 1):
-            try:
-                while True:
-                    fh.write(b"\0" * size)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-    return filler
 
 
 # -- configuration -----------------------------------------------------------------------------

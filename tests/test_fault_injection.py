@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 import urllib.request
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 from broker import Broker, Subscriber, free_port
 from conftest import wait_until
-from test_outbox_faults import fill
+from disks import fill, small_tmpfs
 from test_rtsp_reconnect import RtspServer, gst_rtsp_available
 
 from edge.alerts.actions import ActionDispatcher, EventEnvelope
@@ -64,14 +63,8 @@ mqtt:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with small_tmpfs(tmp_path / "disk", "24m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def open_fds() -> int:

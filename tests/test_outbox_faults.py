@@ -5,13 +5,12 @@ holds, and writing resumes when the disk does."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from disks import fill, small_tmpfs
 
 from edge.alerts import outbox as outbox_mod
 from edge.alerts.outbox import OutboxStore
@@ -28,30 +27,9 @@ def pending_ids(store: OutboxStore) -> list[str]:
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs: a disk that really fills up (the tests run as root)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    """A 1 MiB tmpfs: a disk that really fills up."""
+    with small_tmpfs(tmp_path / "small", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Take every free byte of the file system holding ``folder``."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 def test_full_disk_keeps_alerts_in_memory_in_order_and_writes_them_when_space_returns(
@@ -97,20 +75,13 @@ def test_full_disk_at_start_runs_in_memory_then_opens(tmpfs: Path, monkeypatch: 
 
 
 def test_read_only_state_dir_does_not_raise(tmp_path: Path) -> None:
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with small_tmpfs(tmp_path / "ro", "64k", "ro") as mount:
         store = OutboxStore(mount)
         seq = store.put(alert(1, size=10))
         assert pending_ids(store) == [alert(1).id]
         assert store.ack(seq) and store.depth == 0
         assert store.stats().write_failures > 0
         store.close()
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_locked_database_spills_then_catches_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
