@@ -223,6 +223,8 @@ metrics: {{enabled: true, port: 0}}
     try:
         # The person enters the zone at about 6 s of video, however long that takes here.
         wait_until(lambda: app.channels["gate"].events >= 1 and app.channels["gate"].processed > 50, 180, "an event")
+        # The event reaches the outbox through the actions thread: wait for it there too.
+        wait_until(lambda: app.outbox is not None and app.outbox.depth >= 1, 60, "the event in the outbox")
         assert app.metrics is not None
         body = urllib.request.urlopen(f"http://127.0.0.1:{app.metrics.port}/metrics", timeout=5).read().decode()
     finally:

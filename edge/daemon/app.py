@@ -15,7 +15,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Set
+from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -31,18 +31,17 @@ from edge.alerts.retained import sync_retained
 from edge.buffer.ring import FrameRing
 from edge.capture.sources import OpenCvSource
 from edge.capture.thread import Backoff, CameraState, CaptureThread
-from edge.config import LoadedConfig, load_config
-from edge.config.preflight import preflight
+from edge.config import LoadedConfig
 from edge.config.schema import CameraConfig, EdgeConfig, FileSource
 from edge.daemon.figures import build_figures
 from edge.daemon.notify import Notifier
-from edge.daemon.reload import ReloadPlan, enabled_cameras, plan_reload, rule_pairs
+from edge.daemon.reload import enabled_cameras, rule_pairs
+from edge.daemon.reloading import reload_config
 from edge.daemon.supervisor import Supervisor
-from edge.errors import ConfigError, EdgeError
 from edge.inference import LoadedModel, decode_overrides, load_model, runner_options
 from edge.models import default_search_dirs
 from edge.pipeline.worker import CameraChannel, InferenceWorker
-from edge.rules.engine import Event, RuleEngine
+from edge.rules.engine import RuleEngine
 from edge.runners.openvino import AsyncInfer
 from edge.runners.select import HardwareInfo, probe_hardware
 from edge.telemetry.figures import Figures
@@ -65,18 +64,6 @@ def async_jobs(model: LoadedModel, configured: int | None) -> int:
         return configured
     optimal = getattr(model.runner, "optimal_jobs", None)
     return min(max(int(optimal()), 2), 4) if optimal is not None else 1
-
-
-def _engine_swap(
-    engine: RuleEngine, keep: Set[tuple[str, str]], frames: dict[str, Any]
-) -> Callable[[RuleEngine], tuple[RuleEngine, list[Event]]]:
-    """What a kept worker runs on its thread at a reload: the new engine takes over the state
-    of the pairs in ``keep`` and ends the others."""
-
-    def build(old: RuleEngine) -> tuple[RuleEngine, list[Event]]:
-        return engine, engine.take_over(old, lambda rule, cam: (rule, cam) in keep, frames)
-
-    return build
 
 
 @dataclass
@@ -443,127 +430,9 @@ class Application:
     # -- reload (SIGHUP) ---------------------------------------------------------------------
 
     def reload(self) -> bool:
-        """Re-read the config and apply ``plan_reload``. New models are loaded before anything
-        stops; any failure (invalid config, a model that does not load) keeps the old config
-        running and says why."""
-        self.notifier.reloading()
-        path = self.loaded.path
-        try:
-            if path is None:
-                raise ConfigError(["this configuration was not loaded from a file; nothing to re-read"])
-            new = load_config(path, self.overrides)
-            issues = preflight(new)
-            if issues:
-                raise ConfigError(issues)
-        except ConfigError as exc:
-            log.error("reload: the new config is invalid, still running the old one:\n%s", exc)
-            self.notifier.ready(self.status_line())
-            return False
-        old_cfg, cfg = self.loaded.config, new.config
-        plan = plan_reload(old_cfg, cfg)
-        if plan.state_dir_ignored:
-            log.warning("reload: state_dir changes need a restart; keeping %s", old_cfg.state_dir)
-            cfg = cfg.model_copy(update={"state_dir": old_cfg.state_dir})
-        loaded: dict[str, LoadedModel] = {}
-        try:
-            for name in sorted(plan.models_load):
-                loaded[name] = self._load_model(cfg, name)
-        except (EdgeError, OSError, RuntimeError, ValueError) as exc:
-            for model in loaded.values():
-                model.close()
-            log.error("reload: model %s cannot be loaded (%s); still running the old config", name, exc)
-            self.notifier.ready(self.status_line())
-            return False
-        old_base = None if self.publisher is None else self.publisher.base
-        self._apply(plan, cfg, loaded)
-        self.loaded = LoadedConfig(cfg, new.source, new.path)
-        if self.publisher is not None:
-            moved = self.publisher.base != old_base  # a new prefix/device, or MQTT turned on
-            self._announce_states(rule_pairs(cfg) if moved else plan.new_pairs, reset=plan.mqtt_changed)
-            if moved:
-                for cam, capture in self.captures.items():
-                    self._on_camera_state(cam, capture.state)
-        log.info(
-            "reloaded %s: restarted camera(s) %s, model(s) %s; %d rule(s); ended (rule, camera) %s",
-            path, sorted(plan.cameras_start) or "none", sorted(plan.models_load) or "none", len(cfg.rules),
-            sorted(plan.gone_pairs) or "none",
-        )  # fmt: skip
-        self.notifier.ready(self.status_line())
-        return True
-
-    def _apply(self, plan: ReloadPlan, cfg: EdgeConfig, loaded: dict[str, LoadedModel]) -> None:
-        cams = enabled_cameras(cfg)
-        # 1. Stop the cameras that change or go, and the workers of models that change or go
-        #    (a stopping worker ends the rules of its cameras).
-        for name in sorted(plan.cameras_stop):
-            # Rules of a camera whose worker goes end now; a kept worker settles them in step 3.
-            self._stop_camera(name, end_rules=self.loaded.config.cameras[name].model in plan.workers_stop)
-        for name in sorted(plan.workers_stop):
-            self._stop_worker(name)
-        # 2. Actions: a new MQTT client only after the old one is gone (one client id at a time).
-        if plan.actions_changed:
-            self._replace_actions(cfg)
-        # 3. Kept workers get a new rule engine on their own thread; pairs that do not carry
-        #    over are ended there.
-        frames = {ch.name: ch.last_frame for ch in self.channels.values()} | dict(self._last_frames)
-        for name in sorted(plan.workers_keep):
-            engine = self._build_engine(cfg, name, cams)
-            if not self.workers[name].replace_engine(_engine_swap(engine, plan.keep_pairs, frames)):
-                log.error("reload: worker %s did not take the new rules within 10 s", name)
-        self._last_frames.clear()
-        # 4. New or changed models, then new or changed cameras.
-        for name, model in sorted(loaded.items()):
-            self.models[name] = model
-            self.workers[name] = self._build_worker(cfg, name, cams)
-        for name in sorted(plan.cameras_start):
-            self._build_camera(name, cams[name])
-        for name in sorted(loaded):
-            self.workers[name].start()
-        for name in sorted(plan.workers_keep):
-            if not self.workers[name].is_alive() and self.workers[name].channels:
-                self._restart_worker(name)  # it had finished its files; now it has cameras again
-        for name in sorted(plan.cameras_start):
-            self.captures[name].start()
-
-    def _stop_camera(self, name: str, end_rules: bool = False) -> None:
-        capture = self.captures.pop(name)
-        channel = self.channels.pop(name)
-        self._last_frames[name] = channel.last_frame
-        self.supervisor.forget("capture", name)
-        capture.stop()
-        capture.join(10)
-        for worker in self.workers.values():
-            if channel in worker.channels:
-                worker.on_worker(functools.partial(worker.remove_channel, channel, end_rules))
-
-    def _stop_worker(self, name: str) -> None:
-        worker = self.workers.pop(name)
-        self.supervisor.forget("worker", name)
-        worker.stop()
-        worker.join(10)
-        self._retire_counts(worker)
-        model = self.models.pop(name)
-        if worker.is_alive():  # still inferring: leave the model to the process's end
-            log.error("worker %s did not stop within 10 s; its model stays loaded", name)
-        else:
-            model.close()
-
-    def _replace_actions(self, cfg: EdgeConfig) -> None:
-        """New actions at the same place in the event stream. The MQTT publisher stays one
-        object: a changed ``mqtt:`` closes its connection before the new one opens."""
-        assert self.dispatcher is not None
-        old_cfg, publisher = self.loaded.config, self.publisher
-        if publisher is not None and not cfg.mqtt.enabled:
-            self.supervisor.forget("mqtt", "sender")
-            publisher.close(timeout=min(self.flush_timeout, 2.0))
-            self.publisher = None
-        elif publisher is not None and cfg.mqtt != old_cfg.mqtt:
-            if cfg.mqtt.outbox != old_cfg.mqtt.outbox:
-                log.warning("reload: mqtt.outbox changes take effect at the next start")
-            publisher.reconfigure(cfg.mqtt)
-        self.dispatcher.replace_actions(self._build_actions(cfg))
-        if self.publisher is not None and publisher is None:
-            self.publisher.start()
+        """Re-read the config and apply it as a plan (``edge.daemon.reloading``); False when
+        the new config or one of its models is refused and the old one keeps running."""
+        return reload_config(self)
 
     def log_status(self) -> None:
         fig = self.figures()
