@@ -25,15 +25,9 @@ import yaml
 from pydantic import Field, StringConstraints, ValidationError
 
 from edge.buffer.preprocess import InputFormat
-from edge.config.loader import (
-    SourceMap,
-    YamlProblem,
-    compose_yaml,
-    construct_yaml,
-    pydantic_problems,
-    record_lines,
-)
+from edge.config.loader import SourceMap, pydantic_problems, record_lines
 from edge.config.schema import Strict, check_path_text
+from edge.config.yaml_safe import YamlProblem, compose_yaml, construct_yaml
 from edge.errors import ModelError
 from edge.runners.base import require_model_file
 from edge.runners.onnxruntime import ort_problem

@@ -21,8 +21,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-from edge.config.loader import ConfigPath, LoadedConfig
+from edge.config.loader import LoadedConfig
 from edge.config.schema import EdgeConfig, FileSource, MetricsConfig, ModelConfig, MqttConfig, RuleConfig
+from edge.config.yaml_safe import ConfigPath
 from edge.errors import ModelError
 
 Problem = tuple[ConfigPath, str]
