@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +48,13 @@ def no_edge_threads_left() -> Iterator[None]:
     while left() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left(), f"threads still running after the test: {left()}"
+
+
+def restore_signal_handlers() -> None:
+    """Undo ``Application.install_signal_handlers`` in the test process."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def require_backend(name: str) -> None:

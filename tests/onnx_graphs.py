@@ -14,6 +14,18 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
+def save_graph(graph: onnx.GraphProto, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Opset 17 / IR 8 model of ``graph`` with ``metadata_props``, checked and saved to ``path``."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 def constant_output_model(
     path: Path,
     outputs: dict[str, np.ndarray],
@@ -43,14 +55,7 @@ def constant_output_model(
         graph_outputs,
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for key, value in (metadata or {}).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path, metadata)
 
 
 @dataclass(frozen=True)
@@ -130,14 +135,7 @@ def yolov8_like_model(
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, w.channels, w.cells])],
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for key, value in (metadata or {}).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path, metadata)
 
 
 def yolov8_like_tflite(

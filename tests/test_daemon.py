@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from broker import Broker
-from conftest import wait_until
+from conftest import restore_signal_handlers, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.config import load_config
@@ -202,9 +202,7 @@ mqtt: {{host: 127.0.0.1, port: {broker.port}, device: reload}}
     finally:
         app._signals.put(signal.SIGTERM)
         runner.join(30)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        restore_signal_handlers()
 
 
 def test_metrics_endpoint_is_valid_prometheus_text(models_dir: Path, demo_clip: Path, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from broker import Broker, Subscriber, free_port
-from conftest import wait_until
+from conftest import restore_signal_handlers, wait_until
 from disks import fill, small_tmpfs
 from test_rtsp_reconnect import RtspServer, gst_rtsp_available
 
@@ -184,9 +184,7 @@ def test_everything_at_once(models_dir: Path, demo_clip: Path, tmp_path: Path, s
     finally:
         app._signals.put(signal.SIGTERM)
         runner.join(60)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        restore_signal_handlers()
         rtsp.kill()
     try:
         made_ids = {str(p["id"]) for p in made}

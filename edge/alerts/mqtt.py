@@ -79,7 +79,6 @@ class MqttPublisher:
         self._epoch = 0  # the connection the sender last saw
         self._generation = outbox.generation
         self.sender_errors = 0
-        self.sender_restarts = 0
         self.sender_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
 
@@ -150,7 +149,6 @@ class MqttPublisher:
         """The supervisor's call when the sender thread died: start a new one."""
         if self._thread.is_alive() or self._stop.is_set():
             return
-        self.sender_restarts += 1
         self._thread = threading.Thread(target=self._run, name="mqtt-sender", daemon=True)
         self._thread.start()
 
