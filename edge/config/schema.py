@@ -30,6 +30,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
@@ -247,6 +248,11 @@ class FileSource(Strict):
     type: Literal["file"]
     path: PathText
     loop: bool = False
+    realtime: bool = Field(
+        False,
+        description="Play the file at its own frame rate (a looped file standing in for a camera); "
+        "false: as fast as the pipeline goes, every frame processed.",
+    )
 
 
 class StreamSource(Strict):
@@ -427,16 +433,44 @@ class MetricsConfig(Strict):
     @field_validator("host")
     @classmethod
     def _loopback(cls, host: str) -> str:
-        import ipaddress
-
-        if host == "localhost":
+        if _is_loopback(host):
             return host
-        try:
-            if ipaddress.ip_address(host).is_loopback:
-                return host
-        except ValueError:
-            pass
         raise ValueError(f"metrics listen on a loopback address only (127.0.0.1, ::1), not {host!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class PreviewConfig(Strict):
+    """Opt-in live view and zone editor over HTTP. Loopback only, unless ``host`` names another
+    address and ``username`` and ``password`` are set (HTTP basic auth; use an SSH tunnel or a
+    TLS proxy in front: the page itself is plain HTTP)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=0, le=65535, description="0 picks a free port.")
+    fps: float = Field(5.0, gt=0, le=30, description="Most frames per second sent to each viewer.")
+    width: int = Field(960, ge=160, le=3840, description="Preview frames wider than this are scaled down.")
+    quality: int = Field(75, ge=20, le=95, description="JPEG quality of the preview frames.")
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="Use ${ENV}; required with a non-loopback host.")
+
+    @model_validator(mode="after")
+    def _exposed_needs_auth(self) -> PreviewConfig:
+        if not _is_loopback(self.host) and (not self.username or self.password is None):
+            raise ValueError(
+                f"preview on {self.host!r} is reachable from the network: set preview.username and "
+                "preview.password, or keep host 127.0.0.1 and use an SSH tunnel"
+            )
+        return self
 
 
 class EdgeConfig(Strict):
@@ -449,6 +483,7 @@ class EdgeConfig(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    preview: PreviewConfig = Field(default_factory=PreviewConfig)
     models: dict[Name, ModelConfig] = Field(min_length=1)
     cameras: dict[Name, CameraConfig] = Field(default_factory=dict)
     rules: dict[Name, RuleConfig] = Field(default_factory=dict)
