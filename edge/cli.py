@@ -126,9 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return cmd_outbox(args.action, args.state_dir, args.limit, args.json, args.yes)
         if args.command == "schema":
-            from edge.config.schema import EdgeConfig
+            from edge.config.json_schema import config_json_schema
 
-            print(json.dumps(EdgeConfig.model_json_schema(), indent=2))
+            print(json.dumps(config_json_schema(), indent=2))
             return 0
         if args.command == "models":
             from edge.commands.models import cmd_models_fetch, cmd_models_list

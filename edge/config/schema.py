@@ -36,7 +36,10 @@ from pydantic import (
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
 """Camera, model and rule names: they become MQTT topic levels and entity ids."""
 
-_DURATION = re.compile(r"^\s*([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_DURATION = re.compile(rf"^\s*([-+]?{_DURATION_NUMBER})\s*(ms|s|m|h)?\s*$")
+DURATION_PATTERN = rf"^\s*\+?{_DURATION_NUMBER}\s*(ms|s|m|h)?\s*$"
+"""``_DURATION`` without a minus sign, for the JSON schema (ECMA-262 regex syntax)."""
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
@@ -67,7 +70,17 @@ def _at_most(limit: float, text: str) -> AfterValidator:
 
 
 def _seconds_schema(limit: float) -> WithJsonSchema:
-    return WithJsonSchema({"type": "number", "minimum": 0, "maximum": limit})
+    """A number of seconds within [0, limit], or a duration string (its value is not bounded here:
+    a regular expression cannot compare, so '1000h' for a one-hour field is caught by validation)."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": limit},
+                {"type": "string", "pattern": DURATION_PATTERN},
+            ],
+            "examples": ["500ms", "10s", "5m", "1h"],
+        }
+    )
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), _at_most(YEAR, "366 days"), _seconds_schema(YEAR)]
@@ -75,6 +88,25 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), _at_most(YEAR, "366 
 Timeout = Annotated[float, BeforeValidator(parse_duration), _at_most(HOUR, "1 h"), _seconds_schema(HOUR)]
 Interval = Annotated[float, BeforeValidator(parse_duration), _at_most(DAY, "1 day"), _seconds_schema(DAY)]
 Cooldown = Annotated[float, BeforeValidator(parse_duration), _at_most(WEEK, "1 week"), _seconds_schema(WEEK)]
+
+BYTE_SIZE_PATTERN = r"^\s*[0-9]*\.?[0-9]+\s*([bB]([iI][tT])?|[kKmMgGtTpPeE]([iI]?[bB]([iI][tT])?)?)?\s*$"
+"""Pydantic ``ByteSize`` text ('512MiB', '16 MB', '1g'), its units spelled out case-insensitively
+for the JSON schema (pydantic's own pattern accepts any word as a unit and ignores what follows)."""
+
+
+def _bytes(least: int) -> WithJsonSchema:
+    """JSON schema of a ``ByteSize`` field: an integer of at least ``least`` bytes, or a size
+    string (whose value a regular expression cannot bound)."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": least},
+                {"type": "string", "pattern": BYTE_SIZE_PATTERN},
+            ],
+            "examples": ["16MiB", "512MiB", "2GiB"],
+        }
+    )
+
 
 PATH_MAX_BYTES, NAME_MAX_BYTES = 4095, 255  # Linux PATH_MAX (with its NUL) and NAME_MAX
 
@@ -390,7 +422,7 @@ class SnapshotConfig(Strict):
     enabled: bool = False
     crop: bool = Field(False, description="Save the box's crop instead of the whole annotated frame.")
     quality: int = Field(90, ge=1, le=100)
-    max_bytes: ByteSize = Field(
+    max_bytes: Annotated[ByteSize, _bytes(1024 * 1024)] = Field(
         ByteSize(512 * 1024 * 1024),
         description="Snapshots kept at most, all cameras together (e.g. '512MiB'); the oldest go first.",
     )
@@ -406,7 +438,7 @@ class SnapshotConfig(Strict):
 
 class ActionsConfig(Strict):
     event_log: bool = Field(True, description="Append every event to <state_dir>/events.jsonl.")
-    event_log_max_bytes: ByteSize = Field(
+    event_log_max_bytes: Annotated[ByteSize, _bytes(64 * 1024)] = Field(
         ByteSize(16 * 1024 * 1024),
         description="events.jsonl is rotated to events.jsonl.1 at this size (e.g. '16MiB').",
     )
