@@ -23,6 +23,7 @@ from edge.alerts.mqtt import MqttPublisher, state_payload
 from edge.alerts.payload import Alert, encode
 from edge.alerts.retention import PART_SUFFIX, FolderRetention, RotatingFile
 from edge.annotate import annotate
+from edge.overlay import Shape, draw_shapes
 from edge.types import Detections
 
 log = logging.getLogger("edge.actions")
@@ -30,10 +31,12 @@ log = logging.getLogger("edge.actions")
 
 @dataclass(frozen=True)
 class EventEnvelope:
-    """An event's payload plus, when snapshots are on, a copy of its frame."""
+    """An event's payload plus, when snapshots are on, a copy of its frame and the shapes to
+    draw on it (the rule's zone and the camera's masks)."""
 
     payload: dict[str, Any]
     image: np.ndarray | None = None
+    shapes: tuple[Shape, ...] = ()
 
 
 class ActionError(Exception):
@@ -168,7 +171,9 @@ class SnapshotAction:
         p = env.payload
         x1, y1, x2, y2 = (round(v) for v in p["box"])
         dets = Detections(np.array([p["box"]], np.float32), np.array([p["score"]]), np.array([0]))
-        image = annotate(env.image, dets, [p["label"]])
+        base = env.image.copy()
+        draw_shapes(base, env.shapes)
+        image = annotate(base, dets, [p["label"]])
         if self.crop:
             h, w = image.shape[:2]
             image = image[max(0, y1) : min(h, y2), max(0, x1) : min(w, x2)]

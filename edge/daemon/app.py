@@ -40,7 +40,9 @@ from edge.daemon.reloading import reload_config
 from edge.daemon.supervisor import Supervisor
 from edge.inference import LoadedModel, decode_overrides, load_model, runner_options
 from edge.models import default_search_dirs
-from edge.pipeline.worker import CameraChannel, InferenceWorker
+from edge.pipeline.worker import CameraChannel, FrameBudget, InferenceWorker
+from edge.preview.server import PreviewServer, PreviewSource
+from edge.preview.tap import PreviewTap
 from edge.rules.engine import RuleEngine
 from edge.runners.openvino import AsyncInfer
 from edge.runners.select import HardwareInfo, probe_hardware
@@ -98,6 +100,10 @@ class Application:
     _signals: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
     started: float = 0.0
     _last_frames: dict[str, Any] = field(default_factory=dict)  # of cameras stopped by a reload
+    preview_only: bool = False  # ``edge preview``: no actions, no MQTT; serves until stopped
+    preview: PreviewServer | None = None
+    tap: PreviewTap | None = None
+    budget: FrameBudget | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -112,6 +118,12 @@ class Application:
         cameras = enabled_cameras(cfg)
         if cfg.metrics.enabled:  # bound first: a busy port stops the start before any thread runs
             self.metrics = MetricsServer(self.figures, cfg.metrics.host, cfg.metrics.port)
+        if cfg.preview.enabled or self.preview_only:
+            self.tap = PreviewTap(fps=cfg.preview.fps)
+            source = PreviewSource(self.figures, lambda: self.loaded.config, self.loaded.path, self.overrides)
+            self.preview = PreviewServer(self.tap, source, cfg.preview)
+        if self.max_frames is not None:
+            self.budget = FrameBudget(self.max_frames)
         for name in sorted({c.model for c in cameras.values()}):
             self.models[name] = self._load_model(cfg, name)
         self.dispatcher = ActionDispatcher(self._build_actions(cfg))
@@ -124,6 +136,8 @@ class Application:
             self.publisher.start()
         if self.metrics is not None:
             self.metrics.start()
+        if self.preview is not None:
+            self.preview.start()
         self.dispatcher.start()
         for worker in self.workers.values():
             worker.start()
@@ -149,6 +163,8 @@ class Application:
 
     def _build_actions(self, cfg: EdgeConfig) -> list[Action]:
         actions: list[Action] = []
+        if self.preview_only:
+            return actions
         if cfg.mqtt.enabled:
             ob = cfg.mqtt.outbox
             if self.outbox is None:
@@ -187,8 +203,9 @@ class Application:
         model = self.models[name]
         return InferenceWorker(
             name, model, self._build_engine(cfg, name, cameras), self.dispatcher, cfg.mqtt.device,
-            snapshots=cfg.actions.snapshots.enabled,
+            snapshots=cfg.actions.snapshots.enabled and not self.preview_only,
             async_jobs=async_jobs(model, cfg.models[name].async_jobs), reuse_async=reuse_async,
+            preview=self.tap, budget=self.budget,
         )  # fmt: skip
 
     def _build_camera(self, cam_name: str, cam: CameraConfig) -> CaptureThread:
@@ -331,6 +348,8 @@ class Application:
             if self.duration is not None and now - self.started >= self.duration:
                 reason = f"duration ({self.duration:g} s)"
                 break
+            if self.preview_only:
+                continue  # the preview serves the last frames until it is stopped
             if self.workers and all(self._worker_finished(w) for w in self.workers.values()):
                 break  # every camera finished (files read to their end, or given up)
         self.notifier.stopping()
@@ -474,6 +493,8 @@ class Application:
             model.close()
         if self.metrics is not None:
             self.metrics.close()
+        if self.preview is not None:
+            self.preview.close()
         leaked = [
             t.name for t in threading.enumerate() if t.name.startswith(("capture-", "infer-", "actions"))
         ]

@@ -59,6 +59,9 @@ def reload_config(app: Application) -> bool:
     if plan.state_dir_ignored:
         log.warning("reload: state_dir changes need a restart; keeping %s", old_cfg.state_dir)
         cfg = cfg.model_copy(update={"state_dir": old_cfg.state_dir})
+    if cfg.preview != old_cfg.preview:
+        log.warning("reload: preview changes need a restart; the preview keeps its settings")
+        cfg = cfg.model_copy(update={"preview": old_cfg.preview})
     loaded: dict[str, LoadedModel] = {}
     try:
         for name in sorted(plan.models_load):

@@ -24,6 +24,8 @@ from edge.buffer.ring import FrameRing, Slot
 from edge.capture.thread import CameraState, CaptureThread
 from edge.decoders import DecodeContext
 from edge.inference import LoadedModel
+from edge.overlay import camera_shapes
+from edge.preview.tap import PreviewFrame, PreviewTap
 from edge.rules.engine import Event, FrameInfo, RuleEngine
 from edge.runners.openvino import AsyncInfer
 from edge.telemetry.figures import LATENCY_BUCKETS
@@ -49,6 +51,26 @@ class CameraChannel:
         capture = self.capture
         ended = capture.exhausted or capture.failed  # a crashed capture is restarted: not finished
         return capture.state is CameraState.STOPPED and ended and self.ring.pending == 0
+
+
+class FrameBudget:
+    """At most ``limit`` frames processed over every worker (``edge run --max-frames N``): a
+    worker takes one unit before it runs a frame, so exactly N frames are processed."""
+
+    def __init__(self, limit: int) -> None:
+        self._left = limit
+        self._lock = threading.Lock()
+
+    @property
+    def exhausted(self) -> bool:
+        return self._left <= 0
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True
 
 
 @dataclass(frozen=True)
@@ -80,8 +102,12 @@ class InferenceWorker(threading.Thread):
         snapshots: bool = False,
         async_jobs: int = 1,
         reuse_async: AsyncInfer | None = None,
+        preview: PreviewTap | None = None,
+        budget: FrameBudget | None = None,
     ) -> None:
         super().__init__(name=f"infer-{model_name}", daemon=True)
+        self.preview = preview  # frames for viewers of the preview page, when one is served
+        self.budget = budget
         self.model_name = model_name
         self.model = model
         self.engine = engine
@@ -215,6 +241,9 @@ class InferenceWorker(threading.Thread):
             slot = ch.ring.take()
             if slot is not None:
                 self._rr = (self._rr + i + 1) % n
+                if self.budget is not None and not self.budget.take():
+                    ch.ring.release(slot)  # --max-frames reached: this frame is not processed
+                    return None
                 return ch, slot
         return None
 
@@ -225,7 +254,8 @@ class InferenceWorker(threading.Thread):
         channels = self.channels
         if channels and all(ch.finished for ch in channels):
             return True
-        if self.stop_event.is_set() and all(ch.ring.pending == 0 for ch in channels):
+        spent = self.budget is not None and self.budget.exhausted
+        if self.stop_event.is_set() and (spent or all(ch.ring.pending == 0 for ch in channels)):
             return True
         self.wake.wait(0.05)
         self.wake.clear()
@@ -265,8 +295,12 @@ class InferenceWorker(threading.Thread):
             taken = []
             for ch in channels:
                 slot = ch.ring.take()
-                if slot is not None:
-                    taken.append((ch, slot))
+                if slot is None:
+                    continue
+                if self.budget is not None and not self.budget.take():
+                    ch.ring.release(slot)
+                    continue
+                taken.append((ch, slot))
             if not taken:
                 if self._should_exit_when_idle():
                     return
@@ -332,6 +366,11 @@ class InferenceWorker(threading.Thread):
         info = FrameInfo(ch.name, slot.seq, slot.t_frame, slot.t_wall, w, h)
         events = self.engine.evaluate(info, dets, self.model.labels)
         t3 = time.perf_counter()
+        tap = self.preview
+        if tap is not None and tap.wants(ch.name):  # only while somebody watches this camera
+            shapes = camera_shapes(ch.name, self.engine.rules, self.engine.cameras)
+            labels = tuple(self.model.labels)
+            tap.offer(PreviewFrame(ch.name, slot.seq, slot.t_wall, slot.frame.copy(), dets, labels, shapes))
         ch.last_frame = info
         ch.processed += 1
         ch.detections += len(dets)
@@ -348,10 +387,11 @@ class InferenceWorker(threading.Thread):
             self._dispatch(ch, events, slot)
 
     def _dispatch(self, ch: CameraChannel, events: list[Event], slot: Slot | None) -> None:
+        pictures = self.snapshots or self.preview is not None
         for event in events:
             ch.events += 1
             image = None
-            if self.snapshots and slot is not None and slot.frame is not None and event.type == "new":
+            if pictures and slot is not None and slot.frame is not None and event.type == "new":
                 image = slot.frame.copy()  # the slot is reused once released
             self._dispatch_event(event, image)
 
@@ -365,4 +405,7 @@ class InferenceWorker(threading.Thread):
             "event %s %s camera=%s rule=%s label=%s score=%.2f t=%.2fs",
             event.type, event.id[:8], event.camera, event.rule, event.label, event.score, event.t_frame,
         )  # fmt: skip
-        self.dispatcher.submit(EventEnvelope(payload, image))
+        shapes = camera_shapes(event.camera, self.engine.rules, self.engine.cameras, only_rule=event.rule)
+        if self.preview is not None:
+            self.preview.add_event(payload, image, shapes)
+        self.dispatcher.submit(EventEnvelope(payload, image if self.snapshots else None, shapes))

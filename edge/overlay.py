@@ -1,0 +1,105 @@
+"""What a person sees drawn over a camera's frame besides detections: rule zones and masks.
+
+The preview page and event snapshots draw the same shapes in the same colours: each rule has a
+stable colour (from its name), masks are shaded grey. Coordinates are normalised to the frame,
+as the config writes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from edge.config.schema import CameraConfig, RuleConfig
+
+ShapeKind = Literal["zone", "mask"]
+Colour = tuple[int, int, int]  # BGR, as OpenCV draws
+
+MASK_COLOUR: Colour = (128, 128, 128)
+_RULE_PALETTE: tuple[Colour, ...] = (
+    (0, 200, 255),  # amber
+    (255, 160, 0),  # azure
+    (80, 220, 80),  # green
+    (200, 80, 255),  # magenta
+    (0, 120, 255),  # orange
+    (255, 255, 0),  # cyan
+    (160, 100, 255),  # pink
+    (60, 255, 200),  # lime
+)
+
+
+def rule_colour(name: str) -> Colour:
+    """The rule's colour, the same in every process and on every page."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return _RULE_PALETTE[digest[0] % len(_RULE_PALETTE)]
+
+
+def css_colour(colour: Colour) -> str:
+    b, g, r = colour
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A zone (of the rule ``name``) or a mask, in normalised frame coordinates."""
+
+    kind: ShapeKind
+    name: str
+    points: tuple[tuple[float, float], ...]
+    colour: Colour
+
+
+def camera_shapes(
+    camera: str,
+    rules: Mapping[str, RuleConfig],
+    cameras: Mapping[str, CameraConfig],
+    only_rule: str | None = None,
+) -> tuple[Shape, ...]:
+    """The camera's masks, then the zones of its rules (or of ``only_rule``)."""
+    shapes: list[Shape] = []
+    cam = cameras.get(camera)
+    if cam is not None:
+        for i, mask in enumerate(cam.masks, 1):
+            shapes.append(Shape("mask", f"mask {i}", tuple(mask), MASK_COLOUR))
+    for name, rule in rules.items():
+        if camera not in rule.cameras or rule.zone is None:
+            continue
+        if only_rule is not None and name != only_rule:
+            continue
+        shapes.append(Shape("zone", name, tuple(rule.zone), rule_colour(name)))
+    return tuple(shapes)
+
+
+def draw_shapes(image: np.ndarray, shapes: Sequence[Shape]) -> None:
+    """Draw ``shapes`` on ``image`` in place: masks shaded, zones outlined with their rule's name."""
+    if not shapes:
+        return
+    h, w = image.shape[:2]
+    thickness = max(1, round(min(h, w) / 300))
+    masks = [s for s in shapes if s.kind == "mask"]
+    if masks:
+        shaded = image.copy()
+        for s in masks:
+            cv2.fillPoly(shaded, [_pixels(s.points, w, h)], s.colour)
+        cv2.addWeighted(shaded, 0.45, image, 0.55, 0, dst=image)
+    scale = max(0.4, min(h, w) / 900)
+    for s in shapes:
+        pts = _pixels(s.points, w, h)
+        cv2.polylines(image, [pts], True, s.colour, thickness, cv2.LINE_AA)
+        if s.kind == "zone":
+            x, y = int(pts[:, 0].min()), int(pts[:, 1].min())
+            (tw, th), base = cv2.getTextSize(s.name, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+            y = max(y, th + base + 2)
+            cv2.rectangle(image, (x, y - th - base - 2), (x + tw + 4, y), s.colour, -1)
+            cv2.putText(
+                image, s.name, (x + 2, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
+            )
+
+
+def _pixels(points: Sequence[tuple[float, float]], w: int, h: int) -> np.ndarray:
+    return np.array([[round(x * (w - 1)), round(y * (h - 1))] for x, y in points], dtype=np.int32)
