@@ -1,14 +1,23 @@
-"""``edge`` command line: probe, infer, check-config, schema, models."""
+"""``edge`` command line: probe, infer, check-config, run, bench, outbox, schema, models.
+
+Each subcommand is one ``_add_<name>`` function that declares its arguments (every one with a
+help text) and sets ``handler``: a function of the parsed arguments that imports what it needs
+and returns the exit code. ``--log-format`` and ``--log-level`` are accepted before and after
+the subcommand; the later one wins. A usage error is one line and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from edge import __version__
 from edge.errors import ConfigError, EdgeError
@@ -16,126 +25,333 @@ from edge.logs import setup_logging
 
 log = logging.getLogger("edge")
 
+Handler = Callable[[argparse.Namespace], int]
+Subparsers = Any  # argparse._SubParsersAction[_Parser]: private in typeshed
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, ``edge run: error: ... (see edge run --help)``; a negative
+    duration ('-5s') is read as a value (and refused by its type), not as an unknown option."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:ms|s|m|h)?$")
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- argument types: a ValueError or ArgumentTypeError becomes "argument --x: <message>" --------
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return value
+
+
+def positive_duration(text: str) -> float:
+    """Seconds, as a number or with a unit ('30s', '1m', '500ms', '2.5'), more than zero."""
+    from edge.config.schema import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    assert isinstance(value, float)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
+    return value
+
+
+# -- subcommands ----------------------------------------------------------------------------------
+
+RUNNERS = ["auto", "onnxruntime", "openvino", "litert", "tensorrt"]
+PRECISIONS = ["f32", "f16", "bf16"]
+LOG_FORMATS = ["text", "json"]
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+def _log_options(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=default, help="log lines as text or JSON "
+        "(default: the config's log_format, else text)",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=default, help="least severity logged "
+        "(default: the config's log_level, else info)",
+    )  # fmt: skip
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every subcommand takes after its name too; SUPPRESS keeps a value given before
+    the subcommand when none is given after it."""
+    common = _Parser(add_help=False)
+    _log_options(common, argparse.SUPPRESS)
+    return common
+
 
 def _add_runner_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--runner", default="auto", choices=["auto", "onnxruntime", "openvino", "litert", "tensorrt"]
+        "--runner", default="auto", choices=RUNNERS, help="inference runtime (default: auto picks)"
     )
-    p.add_argument("--device", default="CPU", help="OpenVINO device (CPU, GPU, NPU, AUTO)")
-    p.add_argument("--precision", choices=["f32", "f16", "bf16"], help="OpenVINO inference precision hint")
-    p.add_argument("--threads", type=int, help="inference threads")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge", description="Offline-first inference for cameras.")
-    parser.add_argument("--version", action="version", version=f"edge {__version__}")
-    parser.add_argument("--log-format", choices=["text", "json"], help="default: the config's, else text")
-    parser.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="default: the config's, else info"
+    p.add_argument("--device", default="CPU", help="OpenVINO device: CPU, GPU, NPU or AUTO (default: CPU)")
+    p.add_argument("--precision", choices=PRECISIONS, help="OpenVINO inference precision hint")
+    p.add_argument(
+        "--threads", type=positive_int, help="inference threads (at least 1; default: the runner's)"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("probe", help="show hardware, backends, and which runner a model would use")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--model", help="model package name, folder or export file")
-    p.add_argument("--runner", default="auto")
 
-    p = sub.add_parser("infer", help="run a model on images and print detections")
-    p.add_argument("--model", required=True)
+def _add_probe(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "probe", parents=[common], help="show hardware, backends, and which runner a model would use"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    p.add_argument("--model", help="model package name, package folder or export file to place")
+    p.add_argument("--runner", default="auto", choices=RUNNERS, help="runner to check the model against")
+
+    def handler(args: argparse.Namespace) -> int:
+        from edge.commands.probe import cmd_probe
+
+        return cmd_probe(args.model, args.runner, args.json)
+
+    p.set_defaults(handler=handler)
+
+
+INFER_EPILOG = """\
+inputs: a path ending in a video extension (.mp4, .mkv, .avi, .mov, .webm, ...) or a URL
+(rtsp://, http://, ...) is read as a video, every --every'th frame; anything else as an image.
+
+--json prints one JSON object per line:
+  a detection:     {"image": INPUT, ["frame": N, "t": SECONDS,] "label": ..., "class_id": ...,
+                    "score": ..., "box": [x1, y1, x2, y2], ["keypoints": [[x, y], ...]]}
+  no detection:    {"image": INPUT, ["frame": N, "t": SECONDS,] "detections": 0}
+"frame" (index in the video, from 0) and "t" (its time in seconds) are there for video inputs
+only; "box" and "keypoints" are in the input's pixels. Exit code 1 when an input cannot be read.
+"""
+
+
+def _add_infer(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "infer", parents=[common], help="run a model on images, videos or streams and print detections",
+        epilog=INFER_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--model", required=True, help="model package name, package folder or export file")
     _add_runner_options(p)
-    p.add_argument("--score", type=float, help="score threshold (default: the model's)")
-    p.add_argument("--json", action="store_true", help="one JSON object per detection")
-    p.add_argument("--save-annotated", type=Path, metavar="DIR", help="write annotated JPEGs here")
-    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--score", type=fraction, help="score threshold from 0 to 1 (default: the model's)")
+    p.add_argument(
+        "--every",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="video inputs: every Nth frame (default: 1)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line (shapes below)")
+    p.add_argument(
+        "--save-annotated", type=Path, metavar="DIR",
+        help="write annotated copies here: DIR/<name>.jpg for images, DIR/<name>.mp4 for videos",
+    )  # fmt: skip
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image file, video file, or stream URL (see below)"
+    )
 
-    p = sub.add_parser("check-config", help="validate a config file (exit 2 when invalid)")
-    p.add_argument("config", type=Path)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    def handler(args: argparse.Namespace) -> int:
+        from edge.commands.infer import cmd_infer
+
+        return cmd_infer(args)
+
+    p.set_defaults(handler=handler)
+
+
+def _config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="the YAML config file")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value by its dotted key, e.g. mqtt.port=1884 (repeatable)",
+    )  # fmt: skip
+
+
+def _add_check_config(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("check-config", parents=[common], help="validate a config file (exit 2 when invalid)")
+    _config_arguments(p)
     p.add_argument("--skip-models", action="store_true", help="do not resolve and verify model files")
 
-    p = sub.add_parser("run", help="run the cameras, models, rules and alerts of a config")
-    p.add_argument("config", type=Path)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    def handler(args: argparse.Namespace) -> int:
+        from edge.commands.check import cmd_check_config
 
-    p = sub.add_parser("bench", help="bare runner vs naive loop vs full pipeline, on one video")
-    p.add_argument("--model", required=True)
-    p.add_argument("--video", required=True, type=Path)
-    p.add_argument("--runner", default="auto", choices=["auto", "onnxruntime", "openvino", "litert"])
-    p.add_argument("--precision", choices=["f32", "f16", "bf16"])
-    p.add_argument("--frames", type=int, default=300, help="frames for the naive loop and the pipeline")
-    p.add_argument("--bare-runs", type=int, default=200)
-    p.add_argument("--json", action="store_true")
+        return cmd_check_config(args.config, args.overrides, check_models=not args.skip_models)
 
-    p = sub.add_parser("outbox", help="alerts waiting to be sent: stats, list, purge")
-    p.add_argument("action", choices=["stats", "list", "purge"])
-    p.add_argument("state_dir", type=Path)
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=handler)
+
+
+def _add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("run", parents=[common], help="run the cameras, models, rules and alerts of a config")
+    _config_arguments(p)
+    p.add_argument(
+        "--max-frames", type=positive_int, metavar="N", help="stop after N processed frames (at least 1)"
+    )
+    p.add_argument(
+        "--duration", type=positive_duration, metavar="TIME",
+        help="stop after this long: seconds, or with a unit as in '30s', '1m', '500ms'",
+    )  # fmt: skip
+
+    def handler(args: argparse.Namespace) -> int:
+        from edge.commands.run import cmd_run
+
+        return cmd_run(
+            args.config, args.overrides, args.max_frames, args.duration, args.log_level, args.log_format
+        )
+
+    p.set_defaults(handler=handler)
+
+
+def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "bench", parents=[common], help="bare runner vs naive loop vs full pipeline, on one video"
+    )
+    p.add_argument("--model", required=True, help="model package name, package folder or export file")
+    p.add_argument("--video", required=True, type=Path, help="video file to read frames from")
+    p.add_argument(
+        "--runner", default="auto", choices=["auto", "onnxruntime", "openvino", "litert"],
+        help="inference runtime (default: auto picks)",
+    )  # fmt: skip
+    p.add_argument("--precision", choices=PRECISIONS, help="OpenVINO inference precision hint")
+    p.add_argument(
+        "--frames",
+        type=positive_int,
+        default=300,
+        help="frames for the naive loop and the pipeline (default: 300)",
+    )
+    p.add_argument(
+        "--bare-runs", type=positive_int, default=200, help="inferences on one ready tensor (default: 200)"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON document")
+
+    def handler(args: argparse.Namespace) -> int:
+        from edge.bench import format_report, run_bench
+
+        report = run_bench(
+            args.model, args.video, args.runner, args.precision, args.frames, args.bare_runs,
+            progress=sys.stderr.isatty(),
+        )  # fmt: skip
+        print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+def _add_outbox(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("outbox", parents=[common], help="alerts waiting to be sent: stats, list, purge")
+    p.add_argument(
+        "action", choices=["stats", "list", "purge"],
+        help="stats: how many wait and how old; list: the oldest waiting; purge: delete them all",
+    )  # fmt: skip
+    p.add_argument("state_dir", type=Path, help="the config's state_dir (holding outbox.sqlite3)")
+    p.add_argument(
+        "--limit", type=positive_int, default=100, help="list: at most this many alerts (default: 100)"
+    )
+    p.add_argument("--json", action="store_true", help="JSON output (stats: one object; list: one per line)")
     p.add_argument("--yes", action="store_true", help="confirm purge")
 
-    sub.add_parser("schema", help="print the config's JSON schema")
+    def handler(args: argparse.Namespace) -> int:
+        from edge.commands.outbox import cmd_outbox
 
-    p = sub.add_parser("models", help="fetch or list model packages")
-    msub = p.add_subparsers(dest="models_command", required=True)
-    f = msub.add_parser("fetch", help="download the pinned real models (BlazeFace, BlazePose, PP-OCR)")
+        return cmd_outbox(args.action, args.state_dir, args.limit, args.json, args.yes)
+
+    p.set_defaults(handler=handler)
+
+
+def _add_schema(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "schema", parents=[common], help="print the config's JSON Schema (draft-07, for editors)"
+    )
+
+    def handler(_args: argparse.Namespace) -> int:
+        from edge.config.json_schema import config_json_schema
+
+        print(json.dumps(config_json_schema(), indent=2))
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+def _add_models(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("models", parents=[common], help="fetch or list model packages")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION", help="fetch or list")
+    f = msub.add_parser(
+        "fetch", parents=[common], help="download the pinned real models (BlazeFace, BlazePose, PP-OCR)"
+    )
     f.add_argument("--dest", type=Path, help="models folder (default: the checkout's models/ or ./models)")
     f.add_argument(
         "--cache", type=Path, help="wheel cache (default: ~/.cache/edge/wheels or $EDGE_CACHE_DIR)"
     )
-    f.add_argument("packages", nargs="*")
-    ls = msub.add_parser("list", help="list model packages found and whether their files verify")
-    ls.add_argument("--json", action="store_true")
-    return parser
+    f.add_argument("packages", nargs="*", metavar="PACKAGE", help="package names to fetch (default: all)")
+    ls = msub.add_parser(
+        "list", parents=[common], help="list model packages found and whether their files verify"
+    )
+    ls.add_argument("--json", action="store_true", help="print the list as one JSON document")
+
+    def fetch(args: argparse.Namespace) -> int:
+        from edge.commands.models import cmd_models_fetch
+
+        return cmd_models_fetch(args.dest, args.cache, args.packages)
+
+    def listing(args: argparse.Namespace) -> int:
+        from edge.commands.models import cmd_models_list
+
+        return cmd_models_list(args.json)
+
+    f.set_defaults(handler=fetch)
+    ls.set_defaults(handler=listing)
+
+
+SUBCOMMANDS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
+    _add_probe,
+    _add_infer,
+    _add_check_config,
+    _add_run,
+    _add_bench,
+    _add_outbox,
+    _add_schema,
+    _add_models,
+]
+"""In ``edge --help`` order; a new subcommand is one more ``_add_<name>`` here."""
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``edge`` argument parser (tests walk it: every argument has a help text)."""
+    top = _Parser(prog="edge", description="Offline-first inference for cameras.")
+    top.add_argument("--version", action="version", version=f"edge {__version__}")
+    _log_options(top, None)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to do")
+    common = _common()
+    for add in SUBCOMMANDS:
+        add(sub, common)
+    return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format or "text")
+    handler: Handler = args.handler
     try:
-        if args.command == "probe":
-            from edge.commands.probe import cmd_probe
-
-            return cmd_probe(args.model, args.runner, args.json)
-        if args.command == "infer":
-            from edge.commands.infer import cmd_infer
-
-            return cmd_infer(args)
-        if args.command == "check-config":
-            from edge.commands.check import cmd_check_config
-
-            return cmd_check_config(args.config, args.overrides, check_models=not args.skip_models)
-        if args.command == "run":
-            from edge.commands.run import cmd_run
-
-            return cmd_run(
-                args.config, args.overrides, args.max_frames, args.duration, args.log_level, args.log_format
-            )
-        if args.command == "bench":
-            from edge.bench import format_report, run_bench
-
-            report = run_bench(
-                args.model, args.video, args.runner, args.precision, args.frames, args.bare_runs,
-                progress=sys.stderr.isatty() or not args.json,
-            )  # fmt: skip
-            print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
-            return 0
-        if args.command == "outbox":
-            from edge.commands.outbox import cmd_outbox
-
-            return cmd_outbox(args.action, args.state_dir, args.limit, args.json, args.yes)
-        if args.command == "schema":
-            from edge.config.json_schema import config_json_schema
-
-            print(json.dumps(config_json_schema(), indent=2))
-            return 0
-        if args.command == "models":
-            from edge.commands.models import cmd_models_fetch, cmd_models_list
-
-            if args.models_command == "fetch":
-                return cmd_models_fetch(args.dest, args.cache, args.packages)
-            return cmd_models_list(args.json)
+        return handler(args)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
@@ -145,7 +361,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    raise AssertionError(f"unhandled command {args.command}")
 
 
 def entry() -> None:
