@@ -120,12 +120,17 @@ def default_cache_dir() -> Path:
 
 
 def default_models_dir() -> Path:
-    """``$EDGE_MODELS_DIR``, else the source checkout's ``models/``, else ``./models``."""
+    """``$EDGE_MODELS_DIR``, else the source checkout's ``models/``, else the ``models/`` beside
+    the venv edge runs in (``/opt/edge/models`` for ``/opt/edge/venv``, where tools/install.sh
+    puts them), each when it exists and is writable, else ``./models``."""
     if os.environ.get("EDGE_MODELS_DIR"):
         return Path(os.environ["EDGE_MODELS_DIR"])
-    repo_models = Path(__file__).resolve().parent.parent / "models"
-    if repo_models.is_dir() and os.access(repo_models, os.W_OK):
-        return repo_models
+    candidates = [Path(__file__).resolve().parent.parent / "models"]
+    if sys.prefix != sys.base_prefix:
+        candidates.append(Path(sys.prefix).parent / "models")
+    for models in candidates:
+        if models.is_dir() and os.access(models, os.W_OK):
+            return models
     return Path.cwd() / "models"
 
 

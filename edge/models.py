@@ -410,11 +410,19 @@ def _truthy(value: Any) -> bool:
 
 
 def default_search_dirs(extra: Sequence[Path | None] = ()) -> list[Path]:
-    """Where model packages are looked for, first match wins."""
+    """Where model packages are looked for, first match wins: ``extra`` (a config's
+    ``models_dir``), ``$EDGE_MODELS_DIR``, ``./models``, the ``models/`` beside the venv edge runs
+    in (``/opt/edge/venv`` -> ``/opt/edge/models``, as tools/install.sh lays it out) when that
+    exists, and the source checkout's ``models/``."""
+    import sys
+
     dirs = [p for p in extra if p is not None]
     if os.environ.get("EDGE_MODELS_DIR"):
         dirs.append(Path(os.environ["EDGE_MODELS_DIR"]))
     dirs.append(Path.cwd() / "models")
+    beside_venv = Path(sys.prefix).parent / "models"
+    if sys.prefix != sys.base_prefix and beside_venv.is_dir():
+        dirs.append(beside_venv)
     dirs.append(Path(__file__).resolve().parent.parent / "models")  # a source checkout
     seen: list[Path] = []
     for d in dirs:

@@ -4,14 +4,29 @@
 #   sudo tools/install.sh                 # install or update (idempotent)
 #   sudo tools/install.sh --uninstall     # remove the service and /opt/edge; keep /etc/edge and /var/lib/edge
 #   sudo tools/install.sh --uninstall --purge   # also remove config, state and the edge user
+#   tools/install.sh --root DIR           # stage the same tree into DIR for a package or an image
 #
-# Options: --root DIR (stage into DIR, e.g. for packaging: no user, no systemctl),
-#          --extras LIST (override the board's extras, e.g. "openvino"), --system-site-packages,
-#          --no-fetch (do not download the pinned models).
+# Options: --root DIR, --extras LIST (override the board's extras, e.g. "openvino"),
+#          --system-site-packages, --no-fetch (do not download the pinned models).
 # Boards: Jetson -> venv with --system-site-packages so JetPack's TensorRT and OpenCV (with
 # GStreamer) are used; Raspberry Pi / other Arm -> [litert]; Intel -> [openvino]; else core.
+# The venv is made by $PYTHON (default python3); python3-venv is installed when it is missing.
+#
+# --root DIR is for packaging: it writes DIR/opt/edge (venv, README, models), DIR/etc/edge
+# (example edge.yaml, 0600 edge.env) and DIR/etc/systemd/system/edge{,@}.service, and the tree is
+# correct once copied to / (a .deb's data, an image's root file system), not where it is staged:
+# the venv's scripts, activate files, pyvenv.cfg and bytecode name /opt/edge/venv, and the models'
+# download cache stays outside DIR (EDGE_CACHE_DIR, default ~/.cache/edge/wheels). The venv links
+# to $PYTHON's interpreter by path, so stage on the target's distribution and architecture (a
+# container of it) with its /usr/bin/python3. Staging creates no user and runs no systemctl; the
+# package's postinst does, as root:
+#   useradd --system --home-dir /var/lib/edge --no-create-home --shell /usr/sbin/nologin edge
+#   usermod -a -G video,render edge; chown -R root:edge /etc/edge; chmod 0750 /etc/edge
+#   systemctl daemon-reload
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=tools/venv.sh
+source "$SRC/tools/venv.sh"
 ROOT=""
 EXTRAS="auto"
 SYSTEM_SITE=0
@@ -26,7 +41,7 @@ while [ $# -gt 0 ]; do
     --no-fetch) FETCH=0; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     --purge) PURGE=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -37,6 +52,22 @@ UNITS="$ROOT/etc/systemd/system"
 STATE="$ROOT/var/lib/edge"
 live_system() { [ -z "$ROOT" ] && [ -d /run/systemd/system ]; }
 say() { echo "== $*"; }
+
+# The staged venv at $1 will live at $2 once its root $3 is copied to /: rewrite the paths naming
+# $1 in its scripts (console-script shebangs, activate*), pyvenv.cfg, and compiled bytecode.
+relocate_venv() {
+  "$1/bin/python" - "$1" "$2" <<'PY'
+import pathlib, sys
+staged, final = sys.argv[1].encode(), sys.argv[2].encode()
+venv = pathlib.Path(sys.argv[1])
+for path in [*venv.joinpath("bin").iterdir(), venv / "pyvenv.cfg"]:
+    if path.is_file() and not path.is_symlink():
+        data = path.read_bytes()
+        if staged in data and b"\0" not in data:
+            path.write_bytes(data.replace(staged, final))
+PY
+  "$1/bin/python" -m compileall -q -f -j 0 -s "$3" -p / "$1/lib" >/dev/null
+}
 
 if [ "$UNINSTALL" = 1 ]; then
   if live_system; then
@@ -78,11 +109,9 @@ if [ -z "$ROOT" ]; then
 fi
 
 mkdir -p "$OPT" "$ETC" "$UNITS"
-if [ ! -x "$OPT/venv/bin/python" ]; then
-  venv_args=()
-  [ "$SYSTEM_SITE" = 1 ] && venv_args+=(--system-site-packages)
-  python3 -m venv "${venv_args[@]}" "$OPT/venv"
-fi
+venv_args=()
+[ "$SYSTEM_SITE" = 1 ] && venv_args+=(--system-site-packages)
+ensure_venv "$OPT/venv" "${venv_args[@]}"
 spec="$SRC"
 [ -n "$EXTRAS" ] && spec="$SRC[$EXTRAS]"
 say "pip install $spec"
@@ -94,9 +123,23 @@ for manifest in "$SRC"/models/*/model.yaml; do
   pkg=$(basename "$(dirname "$manifest")")
   install -D -m 0644 "$manifest" "$OPT/models/$pkg/model.yaml"
 done
+if [ -n "$ROOT" ]; then
+  rm -rf "$OPT/cache"  # left in staged trees by earlier versions of this script
+fi
+# `python -m edge`, not bin/edge: a staged bin/edge names /opt/edge/venv/bin/python (see below).
 if [ "$FETCH" = 1 ]; then
   say "fetching the pinned models into $OPT/models"
-  EDGE_CACHE_DIR="${EDGE_CACHE_DIR:-$OPT/cache}" "$OPT/venv/bin/edge" models fetch --dest "$OPT/models"
+  if [ -n "$ROOT" ]; then
+    # Staging: the download cache (EDGE_CACHE_DIR, else edge's default ~/.cache/edge/wheels) is
+    # kept outside the staged tree, so it is not packaged.
+    "$OPT/venv/bin/python" -m edge models fetch --dest "$OPT/models"
+  else
+    EDGE_CACHE_DIR="${EDGE_CACHE_DIR:-$OPT/cache}" "$OPT/venv/bin/python" -m edge models fetch --dest "$OPT/models"
+  fi
+fi
+if [ -n "$ROOT" ]; then
+  say "making the staged venv's paths the ones it has once DIR is copied to /"
+  relocate_venv "$OPT/venv" "/opt/edge/venv" "$ROOT"
 fi
 
 install -m 0644 "$SRC/systemd/edge.service" "$UNITS/edge.service"
