@@ -31,7 +31,7 @@ def wait_until(cond: Callable[[], object], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-EDGE_THREADS = ("capture-", "infer-", "actions", "mqtt-sender")
+EDGE_THREADS = ("capture-", "infer-", "actions", "mqtt-sender", "preview")
 
 
 @pytest.fixture(autouse=True)

@@ -381,6 +381,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        threading.current_thread().name = "preview-request"
+        super().process_request_thread(request, client_address)
+
     def __init__(
         self, family: socket.AddressFamily, address: tuple[str, int], preview: PreviewServer
     ) -> None:

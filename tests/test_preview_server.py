@@ -1,0 +1,239 @@
+"""The preview server against a running daemon (real model, real clip): the stream delivers
+frames, nothing is copied for the preview while nobody watches, status and events are served,
+the editor's calls check and save, and requests from elsewhere are refused."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.alerts.actions import EventEnvelope, SnapshotAction
+from edge.config import load_config
+from edge.daemon.app import Application
+from edge.overlay import Shape, rule_colour
+from edge.preview.server import BOUNDARY
+from tests.conftest import wait_until
+
+ZONE = "[[0.55, 0.25], [0.95, 0.25], [0.95, 1], [0.55, 1]]"
+
+
+def config_text(tmp_path: Path, clip: Path, preview: str) -> str:
+    return f"""\
+state_dir: {tmp_path}/state
+models:
+  p: {{path: blazepose, runner: litert}}
+cameras:
+  gate:
+    source: {{type: file, path: "{clip}", loop: true}}
+    model: p
+    masks:
+      - [[0.0, 0.0], [0.2, 0.0], [0.2, 0.2]]
+rules:
+  zone:
+    cameras: [gate]
+    labels: [person]
+    zone: {ZONE}
+mqtt: {{enabled: false}}
+preview: {preview}
+"""
+
+
+@pytest.fixture
+def daemon(models_dir: Path, demo_clip: Path, tmp_path: Path) -> Iterator[Application]:
+    path = tmp_path / "edge.yaml"
+    path.write_text(config_text(tmp_path, demo_clip, "{enabled: true, port: 0, fps: 10}"))
+    app = Application(load_config(path))
+    app.start()
+    runner = threading.Thread(target=app.run)
+    runner.start()
+    try:
+        yield app
+    finally:
+        app._signals.put(signal.SIGTERM)
+        runner.join(60)
+        assert not runner.is_alive()
+
+
+def request(
+    app: Application, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    assert app.preview is not None
+    conn = http.client.HTTPConnection("127.0.0.1", app.preview.port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def post_json(app: Application, path: str, data: object) -> tuple[int, dict[str, object]]:
+    status, _, body = request(app, "POST", path, json.dumps(data).encode(), {"Content-Type": "application/json"})
+    return status, json.loads(body)
+
+
+def read_stream_frames(app: Application, camera: str, n: int) -> list[tuple[int, np.ndarray]]:
+    """The first ``n`` parts of the camera's MJPEG stream: (frame seq, decoded image)."""
+    assert app.preview is not None
+    conn = http.client.HTTPConnection("127.0.0.1", app.preview.port, timeout=60)
+    conn.request("GET", f"/stream/{camera}.mjpg")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.getheader("Content-Type") == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+    frames = []
+    try:
+        while len(frames) < n:
+            line = resp.fp.readline()
+            if line.strip() != f"--{BOUNDARY}".encode():
+                continue
+            headers = {}
+            while (line := resp.fp.readline().strip()) != b"":
+                k, _, v = line.decode().partition(":")
+                headers[k.strip().lower()] = v.strip()
+            data = resp.fp.read(int(headers["content-length"]))
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            assert image is not None
+            frames.append((int(headers["x-frame-seq"]), image))
+    finally:
+        conn.close()
+    return frames
+
+
+def test_no_frame_is_copied_for_the_preview_while_nobody_watches(daemon: Application) -> None:
+    wait_until(lambda: daemon.frames_processed() >= 30, 180, "30 frames processed")
+    assert daemon.tap is not None
+    assert daemon.tap.offered == 0  # the workers asked, and copied nothing
+    frames = read_stream_frames(daemon, "gate", 4)
+    seqs = [s for s, _ in frames]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4  # four different frames, in order
+    assert daemon.tap.offered >= 4
+    h, w = frames[0][1].shape[:2]
+    assert w <= 960  # scaled to preview.width
+
+
+def test_status_frame_and_events(daemon: Application) -> None:
+    status, _, body = request(daemon, "GET", "/")
+    assert status == 200 and b"edge preview" in body
+    status, headers, body = request(daemon, "GET", "/app.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    status, headers, body = request(daemon, "GET", "/frame/gate.jpg?raw=1")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR) is not None
+    # The astronaut walks into the zone: an event with its picture shows up on the page.
+    def event_listed() -> bool:
+        _, _, b = request(daemon, "GET", "/api/status")
+        return any(e["type"] == "new" and e["picture"] for e in json.loads(b)["events"])
+
+    wait_until(event_listed, 240, "a new event with a picture in /api/status")
+    st = json.loads(request(daemon, "GET", "/api/status")[2])
+    cam = st["cameras"][0]
+    assert cam["name"] == "gate" and cam["state"] == "streaming"
+    assert cam["rules"] == ["zone"]
+    assert [s["kind"] for s in cam["shapes"]] == ["mask", "zone"]
+    event = next(e for e in st["events"] if e["picture"])
+    status, headers, body = request(daemon, "GET", f"/event/{event['id']}.jpg")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert request(daemon, "GET", "/event/nope.jpg")[0] == 404
+    assert request(daemon, "GET", "/frame/nope.jpg")[0] == 404
+    assert request(daemon, "GET", "/stream/nope.mjpg")[0] == 404
+
+
+def test_editor_checks_and_saves_beside_the_config(daemon: Application, tmp_path: Path) -> None:
+    config = tmp_path / "edge.yaml"
+    original = config.read_text()
+    drawing = {"kind": "zone", "camera": "gate", "rule": "door", "labels": "person",
+               "points": [[0.1, 0.1], [0.4, 0.1], [0.4, 0.5]]}  # fmt: skip
+    status, out = post_json(daemon, "/api/check", drawing)
+    assert status == 200 and out["ok"] and out["problems"] == []
+    assert out["yaml"] == (
+        "rules:\n  door:\n    cameras: [gate]\n    labels: [person]\n    zone: [[0.1, 0.1], [0.4, 0.1], [0.4, 0.5]]\n"
+    )
+    assert not list(tmp_path.glob("edge.preview-*.yaml"))  # a check writes nothing
+    status, out = post_json(daemon, "/api/save", drawing)
+    assert status == 200 and out["ok"]
+    saved = Path(str(out["saved"]))
+    assert saved.parent == tmp_path and saved.name.startswith("edge.preview-")
+    assert config.read_text() == original  # never over the config
+    assert "door:" in saved.read_text() and load_config(saved).config.rules["door"].zone is not None
+    status, out = post_json(daemon, "/api/check", {**drawing, "points": [[0.1, 0.1]]})
+    assert status == 200 and not out["ok"] and "at least 3 points" in str(out["problems"])
+    status, out = post_json(daemon, "/api/check", {**drawing, "camera": "nope"})
+    assert status == 400 and "unknown camera" in str(out["error"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "code"),
+    [
+        ("GET", "/api/status", {"Host": "evil.example:80"}, None, 421),  # DNS rebinding
+        ("POST", "/api/check", {"Content-Type": "text/plain"}, b"{}", 415),
+        ("POST", "/api/check", {"Content-Type": "application/json", "Origin": "http://evil.example"}, b"{}", 403),
+        ("POST", "/api/check", {"Content-Type": "application/json"}, b"not json", 400),
+        ("POST", "/api/nothing", {"Content-Type": "application/json"}, b"{}", 404),
+        ("GET", "/etc/passwd", {}, None, 404),
+    ],
+)
+def test_requests_from_elsewhere_are_refused(
+    daemon: Application, method: str, path: str, headers: dict[str, str], body: bytes | None, code: int
+) -> None:
+    assert request(daemon, method, path, body, headers)[0] == code
+
+
+def test_basic_auth_when_credentials_are_set(models_dir: Path, demo_clip: Path, tmp_path: Path) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text(config_text(tmp_path, demo_clip, "{enabled: true, port: 0, username: me, password: s3cret}"))
+    app = Application(load_config(path))
+    app.start()
+    try:
+        assert request(app, "GET", "/")[0] == 401
+        bad = base64.b64encode(b"me:wrong").decode()
+        assert request(app, "GET", "/", headers={"Authorization": f"Basic {bad}"})[0] == 401
+        good = base64.b64encode(b"me:s3cret").decode()
+        assert request(app, "GET", "/", headers={"Authorization": f"Basic {good}"})[0] == 200
+    finally:
+        app.stop()
+
+
+@pytest.mark.parametrize(
+    ("preview", "error"),
+    [
+        ("{enabled: true, host: 0.0.0.0}", "set preview.username and preview.password"),
+        ("{enabled: true, host: 192.0.2.1, username: me}", "set preview.username and preview.password"),
+        ("{enabled: true, fps: 0}", "preview.fps"),
+        ("{enabled: true, port: 70000}", "preview.port"),
+    ],
+)
+def test_preview_config_errors_name_the_field(tmp_path: Path, demo_clip: Path, preview: str, error: str) -> None:
+    from edge.errors import ConfigError
+
+    path = tmp_path / "edge.yaml"
+    path.write_text(config_text(tmp_path, demo_clip, preview))
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert any(error in issue and str(path) in issue for issue in exc.value.issues), exc.value.issues
+
+
+def test_snapshots_draw_the_rules_zone_and_the_masks(tmp_path: Path) -> None:
+    image = np.zeros((600, 1200, 3), np.uint8)
+    zone = Shape("zone", "door", ((0.5, 0.1), (0.9, 0.1), (0.9, 0.9), (0.5, 0.9)), rule_colour("door"))
+    mask = Shape("mask", "mask 1", ((0.0, 0.0), (0.3, 0.0), (0.3, 0.3)), (128, 128, 128))
+    payload = {"type": "new", "camera": "gate", "rule": "door", "id": "0123456789", "label": "person",
+               "score": 0.9, "box": [660.0, 180.0, 900.0, 480.0], "ts": "2026-12-01T00:00:00Z"}  # fmt: skip
+    action = SnapshotAction(tmp_path, crop=False, quality=95)
+    assert action.handle(EventEnvelope(payload, image, (zone, mask)))
+    (written,) = (tmp_path / "gate").glob("*.jpg")
+    snap = cv2.imread(str(written))
+    # The zone's right edge (x = 0.9) is drawn in the rule's colour; the mask is shaded.
+    x = round(0.9 * 1199)
+    near = snap[300, x - 3 : x + 4].astype(int)
+    assert np.abs(near - np.array(rule_colour("door"))).max(axis=1).min() < 40
+    assert snap[30, 200].mean() > 30  # shaded grey, not the black frame
+    assert snap[570, 30].mean() < 10  # outside every shape: the frame as it was
