@@ -96,7 +96,7 @@ def test_candidate_keeps_comments_and_means_original_plus_drawing(
 
 
 def test_a_config_without_rules_gets_a_rules_section(base: str) -> None:
-    text = base.split("rules:")[0] + "mqtt:\n  enabled: false\n"
+    text = base.split("rules:", maxsplit=1)[0] + "mqtt:\n  enabled: false\n"
     out = candidate_text(text, Drawing("zone", "gate", TRI, "door"))
     assert yaml.safe_load(out)["rules"] == {"door": {"cameras": ["gate"], "zone": [list(p) for p in TRI]}}
     assert out.startswith("# my cameras")
@@ -159,7 +159,13 @@ def test_bad_drawings_from_the_page(data: object, error: str) -> None:
 
 def test_points_are_clamped_and_rounded() -> None:
     d = Drawing.from_json(
-        {"kind": "zone", "camera": "c", "rule": " r ", "points": [[-0.2, 1.7], [0.12345, 0.5]], "labels": "a, b"}
+        {
+            "kind": "zone",
+            "camera": "c",
+            "rule": " r ",
+            "points": [[-0.2, 1.7], [0.12345, 0.5]],
+            "labels": "a, b",
+        }
     )
     assert d.points == ((0.0, 1.0), (0.123, 0.5))
     assert d.rule == "r"
