@@ -4,14 +4,16 @@
 (b) a naive single-thread loop: read -> preprocess -> infer -> decode;
 (c) the full ``edge run`` pipeline in lossless mode (capture thread, ring, worker, rules).
 
-Prints FPS, per-stage ms, CPU % and peak RSS, and the ratios (c)/(a) and (c)/(b).
+Prints FPS, per-stage ms, CPU % and peak RSS, and the ratios (c)/(a) and (c)/(b). Writes
+nothing but into a temporary folder (the pipeline's state_dir), removed afterwards; progress
+bars go to stderr only when asked (the CLI asks when stderr is a terminal).
 """
 
 from __future__ import annotations
 
 import resource
 import statistics
-import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from edge.daemon.app import Application, async_jobs
 from edge.decoders import DecodeContext
 from edge.errors import EdgeError
 from edge.inference import LoadedModel, load_model
+from edge.logs import progress as progress_line
 from edge.runners.base import RunnerOptions
 
 
@@ -56,6 +59,9 @@ class BenchReport:
 
 
 class _Progress:
+    """A ``label [####....] done/total`` line on stderr, redrawn at most five times a second;
+    nothing when disabled (stderr is not a terminal)."""
+
     def __init__(self, label: str, total: int, enabled: bool) -> None:
         self.label, self.total, self.enabled = label, total, enabled
         self._last = 0.0
@@ -67,9 +73,7 @@ class _Progress:
             width = 30
             filled = int(width * done / max(self.total, 1))
             bar = "#" * filled + "." * (width - filled)
-            print(f"\r{self.label:<10} [{bar}] {done}/{self.total}", end="", file=sys.stderr, flush=True)
-            if done >= self.total:
-                print(file=sys.stderr)
+            progress_line(f"{self.label:<10} [{bar}] {done}/{self.total}", done=done >= self.total)
 
 
 def _cpu() -> float:
@@ -161,8 +165,22 @@ def naive_loop(model: LoadedModel, video: Path, limit: int, progress: bool) -> M
 def pipeline(
     model_ref: str, runner: str, precision: str | None, video: Path, limit: int, jobs: int, progress: bool
 ) -> Measure:
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as state_dir:
+        return _pipeline(model_ref, runner, precision, video, limit, jobs, progress, Path(state_dir))
+
+
+def _pipeline(
+    model_ref: str,
+    runner: str,
+    precision: str | None,
+    video: Path,
+    limit: int,
+    jobs: int,
+    progress: bool,
+    state_dir: Path,
+) -> Measure:
     text = f"""
-state_dir: {Path.cwd() / "state" / "bench"}
+state_dir: "{state_dir}"
 status_interval: 1h
 models: {{m: {{path: "{model_ref}", runner: {runner}{f", precision: {precision}" if precision else ""},
             async_jobs: {jobs}}}}}

@@ -6,6 +6,9 @@ preprocessed frame and report per-inference latency (median and p90 of N runs af
 plus the whole single-frame path (preprocess + infer + decode) for comparison.
 
     python tools/bench.py runners --model blazeface --model blazepose -n 50
+
+``alerts``: alerts per second to a local broker, with and without the outbox. Nothing is
+written into the working folder (the outbox databases go to a temporary folder by default).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.cli import positive_int
 from edge.errors import EdgeError
 from edge.inference import load_model
 from edge.models import resolve_model
@@ -171,19 +176,22 @@ def main() -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("runners", help="per-runner inference latency")
-    p.add_argument("--model", action="append", required=True)
-    p.add_argument("-n", type=int, default=50)
-    p.add_argument("--image", type=Path, help="default: scikit-image's astronaut")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--model", action="append", required=True, help="model to measure (repeatable)")
+    p.add_argument("-n", type=positive_int, default=50, help="timed runs per runner (default: 50)")
+    p.add_argument("--image", type=Path, help="image to run on (default: scikit-image's astronaut)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON document")
     p = sub.add_parser("alerts", help="alerts/s to a local broker: outbox on (FULL, NORMAL) vs off")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("-n", type=int, default=2000)
-    p.add_argument("--state", type=Path, default=Path("state/bench"))
+    p.add_argument("--host", default="127.0.0.1", help="broker host (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=1883, help="broker port (default: 1883)")
+    p.add_argument("-n", type=positive_int, default=2000, help="alerts per mode (default: 2000)")
+    p.add_argument(
+        "--state", type=Path, help="folder for the outbox databases (default: a temporary folder, removed)"
+    )
     args = parser.parse_args()
     if args.command == "alerts":
-        for row in bench_alerts(args.host, args.port, args.n, args.state):
-            print(json.dumps(row))
+        with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+            for row in bench_alerts(args.host, args.port, args.n, args.state or Path(tmp)):
+                print(json.dumps(row))
         return 0
     results = bench_runners(args.model, args.n, args.image)
     if args.json:
