@@ -72,11 +72,12 @@ def _at_most(limit: float, text: str) -> AfterValidator:
 def _seconds_schema(limit: float) -> WithJsonSchema:
     """A number of seconds within [0, limit], or a duration string (its value is not bounded here:
     a regular expression cannot compare, so '1000h' for a one-hour field is caught by validation)."""
+    wrong = "expected a duration: seconds, or e.g. '500ms', '10s', '5m', '1h' (not negative)"
     return WithJsonSchema(
         {
-            "anyOf": [
-                {"type": "number", "minimum": 0, "maximum": limit},
-                {"type": "string", "pattern": DURATION_PATTERN},
+            "anyOf": [  # errorMessage, patternErrorMessage: the YAML language server shows these
+                {"type": "number", "minimum": 0, "maximum": limit, "errorMessage": wrong},
+                {"type": "string", "pattern": DURATION_PATTERN, "patternErrorMessage": wrong},
             ],
             "examples": ["500ms", "10s", "5m", "1h"],
         }
@@ -97,11 +98,12 @@ for the JSON schema (pydantic's own pattern accepts any word as a unit and ignor
 def _bytes(least: int) -> WithJsonSchema:
     """JSON schema of a ``ByteSize`` field: an integer of at least ``least`` bytes, or a size
     string (whose value a regular expression cannot bound)."""
+    wrong = "expected a size: bytes, or e.g. '64KiB', '16MiB', '2GB'"
     return WithJsonSchema(
         {
-            "anyOf": [
-                {"type": "integer", "minimum": least},
-                {"type": "string", "pattern": BYTE_SIZE_PATTERN},
+            "anyOf": [  # errorMessage, patternErrorMessage: the YAML language server shows these
+                {"type": "integer", "minimum": least, "errorMessage": wrong},
+                {"type": "string", "pattern": BYTE_SIZE_PATTERN, "patternErrorMessage": wrong},
             ],
             "examples": ["16MiB", "512MiB", "2GiB"],
         }
