@@ -164,6 +164,7 @@ async function post(url, body) {
 
 async function check() {
   const seq = ++editor.seq;
+  const npoints = editor.points.length;
   const st = $("#check-status");
   try {
     const res = await post("/api/check", drawing());
@@ -179,7 +180,8 @@ async function check() {
     st.className = "bad";
     $("#save").disabled = true;
   }
-  st.dataset.seq = String(seq);
+  st.dataset.points = String(npoints); // what the shown result was checked for
+
 }
 
 $("#editor-canvas").addEventListener("click", (ev) => {
