@@ -22,7 +22,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from edge.config.loader import LoadedConfig
-from edge.config.schema import EdgeConfig, FileSource, MetricsConfig, ModelConfig, MqttConfig, RuleConfig
+from edge.config.schema import EdgeConfig, FileSource, ModelConfig, MqttConfig, RuleConfig
 from edge.config.yaml_safe import ConfigPath
 from edge.errors import ModelError
 
@@ -42,7 +42,9 @@ def preflight(loaded: LoadedConfig, check_models: bool = True) -> list[str]:
     if cfg.mqtt.enabled:
         checks.append(mqtt_problems(cfg.mqtt))
     if cfg.metrics.enabled:
-        checks.append(metrics_problems(cfg.metrics))
+        checks.append(listen_problems("metrics", cfg.metrics.host, cfg.metrics.port))
+    if cfg.preview.enabled:
+        checks.append(listen_problems("preview", cfg.preview.host, cfg.preview.port))
     if check_models:
         checks.append(model_problems(cfg))
     issues: list[str] = []
@@ -211,18 +213,15 @@ def _head(path: Path, size: int = 1 << 20) -> bytes:
         return fh.read(size)
 
 
-def metrics_problems(metrics: MetricsConfig) -> Iterator[Problem]:
-    """Resolve ``metrics.host`` as the metrics server does and bind an ephemeral port on it (the
-    configured port may be held by a running edge: that is not checked)."""
-    host = metrics.host
+def listen_problems(section: str, host: str, port: int) -> Iterator[Problem]:
+    """Resolve ``<section>.host`` as the metrics and preview servers do and bind an ephemeral
+    port on it (the configured port may be held by a running edge: that is not checked)."""
     try:
-        family = socket.getaddrinfo(host, metrics.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][
-            0
-        ]
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))
     except OSError as exc:
-        yield ("metrics", "host"), f"cannot listen on {host!r} here: {exc.strerror or exc}"
+        yield (section, "host"), f"cannot listen on {host!r} here: {exc.strerror or exc}"
 
 
 # --- models -------------------------------------------------------------------------------
