@@ -221,6 +221,40 @@ def _add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=handler)
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 0 to 65535 (0 picks a free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {value}")
+    return value
+
+
+def _add_preview(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "preview", parents=[common],
+        help="serve the live view and zone editor of a config's cameras, without actions",
+        description="Runs the config's cameras, models and rules with no actions (no MQTT, no event "
+        "log, no snapshots) and serves the preview page until Ctrl-C. Files play in real time and "
+        "loop. On a board, reach it with: ssh -L 8090:127.0.0.1:8090 USER@BOARD, then open "
+        "http://127.0.0.1:8090/ on your computer.",
+    )  # fmt: skip
+    _config_arguments(p)
+    p.add_argument("--host", help="address to serve on (default: the config's preview.host, 127.0.0.1)")
+    p.add_argument(
+        "--port", type=port_number, help="port to serve on (default: the config's preview.port, 8090)"
+    )
+
+    def handler(args: argparse.Namespace) -> int:
+        from edge.commands.preview import cmd_preview
+
+        return cmd_preview(args.config, args.overrides, args.host, args.port, args.log_level, args.log_format)
+
+    p.set_defaults(handler=handler)
+
+
 def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "bench", parents=[common], help="bare runner vs naive loop vs full pipeline, on one video"
@@ -326,6 +360,7 @@ SUBCOMMANDS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     _add_infer,
     _add_check_config,
     _add_run,
+    _add_preview,
     _add_bench,
     _add_outbox,
     _add_schema,

@@ -250,3 +250,63 @@ def test_snapshots_draw_the_rules_zone_and_the_masks(tmp_path: Path) -> None:
     assert np.abs(near - np.array(rule_colour("door"))).max(axis=1).min() < 40
     assert snap[30, 200].mean() > 30  # shaded grey, not the black frame
     assert snap[570, 30].mean() < 10  # outside every shape: the frame as it was
+
+
+def test_edge_preview_command_serves_without_actions(
+    models_dir: Path, demo_clip: Path, tmp_path: Path
+) -> None:
+    """``edge preview``: the page is served, frames stream, and nothing is written or sent."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge", "preview", str(repo / "configs" / "demo.yaml"), "--port", "0",
+         "--set", f"state_dir={tmp_path}/state", "--set", f"cameras.entrance.source.path={demo_clip}",
+         "--set", "models.person.runner=litert", "--set", "mqtt.port=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert " on http://127.0.0.1:" in line, (line, proc.stderr and proc.stderr.read())
+        port = int(line.rsplit(":", 1)[1].split("/")[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/frame/entrance.jpg")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Type") == "image/jpeg"
+        assert cv2.imdecode(np.frombuffer(resp.read(), np.uint8), cv2.IMREAD_COLOR) is not None
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "mqtt" not in err.lower()  # no broker was tried
+    state = tmp_path / "state"
+    assert not (state / "events.jsonl").exists() and not (state / "snapshots").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["--host", "0.0.0.0"],
+            "--host/--port: Value error, preview on '0.0.0.0' is reachable from the network",
+        ),
+        (["--port", "70000"], "must be 0 to 65535"),
+    ],
+)
+def test_edge_preview_refuses_an_open_address_without_login(
+    demo_clip: Path, tmp_path: Path, args: list[str], error: str
+) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-m", "edge", "preview", str(repo / "configs" / "demo.yaml"), *args,
+         "--set", f"state_dir={tmp_path}/state", "--set", f"cameras.entrance.source.path={demo_clip}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert error in out.stderr and "Traceback" not in out.stderr

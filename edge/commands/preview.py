@@ -12,10 +12,14 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from edge.commands.check import load_checked
 from edge.config import LoadedConfig
 from edge.config.schema import EdgeConfig, FileSource
+from edge.config.yaml_safe import one_line
 from edge.daemon.app import Application
+from edge.errors import ConfigError
 from edge.logs import setup_logging
 
 log = logging.getLogger("edge")
@@ -28,7 +32,10 @@ def preview_config(cfg: EdgeConfig, host: str | None, port: int | None) -> EdgeC
         update["host"] = host
     if port is not None:
         update["port"] = port
-    preview = cfg.preview.model_validate({**cfg.preview.model_dump(), **update})
+    try:
+        preview = cfg.preview.model_validate({**cfg.preview.model_dump(), **update})
+    except ValidationError as exc:
+        raise ConfigError([f"--host/--port: {one_line(e['msg'])}" for e in exc.errors()]) from None
     cameras = {
         name: cam.model_copy(
             update={"source": cam.source.model_copy(update={"realtime": True, "loop": True})}
