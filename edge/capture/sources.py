@@ -29,6 +29,7 @@ from typing import BinaryIO, Protocol
 import cv2
 import numpy as np
 
+from edge.buffer.ring import Policy
 from edge.capture.redact import mask_url
 from edge.config.schema import FileSource, GStreamerSource, Source, StreamSource, V4l2Source
 
@@ -52,7 +53,7 @@ class SourceError(Exception):
 
 
 class FrameSource(Protocol):
-    live: bool
+    live: bool  # a camera or stream (reconnects, wall-clock frame times); False: a file
     description: str  # safe to log: credentials masked
 
     def open(self) -> None: ...
@@ -78,6 +79,8 @@ class OpenCvSource:
     def __init__(self, config: Source) -> None:
         self.config = config
         self.live = not isinstance(config, FileSource)
+        # A file played at its own frame rate (the capture thread paces it).
+        self.realtime = isinstance(config, FileSource) and config.realtime
         self.description = describe(config)
         self._cap: cv2.VideoCapture | None = None
         self._grabbed = False  # a file's first frame, grabbed by open() to prove it decodes
@@ -180,6 +183,15 @@ class OpenCvSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def ring_policy(config: Source) -> Policy:
+    """The ring policy a source gets unless its camera sets ``buffer``: ``latest`` for live
+    sources and real-time files (capture never waits; frames the worker has not taken are
+    dropped and counted), ``lossless`` for files read as fast as the pipeline goes."""
+    if isinstance(config, FileSource) and not config.realtime:
+        return "lossless"
+    return "latest"
 
 
 def timeout_ms(seconds: float) -> int:

@@ -19,6 +19,9 @@ every second forever.
 Frame times: files run on their own timeline (each pass adds its length); live sources use
 one process-wide origin (``LIVE_ORIGIN``), so a camera restarted by a reload or a supervisor
 continues the same clock and rule state carried over is not left in the future.
+
+Real-time files (``source.realtime``): a ``FramePacer`` plays the file at its own frame rate,
+so a looped file stands in for a camera (give it a ``latest`` ring: ``ring_policy``).
 """
 
 from __future__ import annotations
@@ -73,6 +76,48 @@ class Backoff:
         return rng.uniform(ceiling / 2, ceiling)
 
 
+class FramePacer:
+    """Plays a file at its own frame rate on the monotonic ``clock``.
+
+    Frame k is due at ``start + k / fps``: the schedule, not the last wake-up, sets each wait,
+    so waits that overshoot never add up to drift. A frame already due is read at once; one
+    more than ``max_late`` frames late moves the schedule to now (playback slips and ``slips``
+    counts it), so after a stall at most ``max_late`` frames are read back to back to catch up,
+    never a burst. The schedule runs on across a looping file's passes (its first frame is due
+    one interval after the last) and starts over when the frame rate changes. ``wait`` is the
+    capture thread's stop-event wait: it returns True, at once, when stop is requested.
+    """
+
+    def __init__(self, clock: Callable[[], float], wait: Callable[[float], bool], max_late: int = 2) -> None:
+        self._clock = clock
+        self._wait = wait
+        self.max_late = max_late
+        self.slips = 0
+        self._start: float | None = None
+        self._fps = 0.0
+        self._k = 0  # frames scheduled since start
+
+    def wait_turn(self, fps: float) -> bool:
+        """Wait until the next frame is due; True when stop was requested meanwhile."""
+        now = self._clock()
+        if self._start is None or fps != self._fps:
+            self._start, self._fps, self._k = now, fps, 0
+        due = self._start + self._k / fps
+        if now < due:
+            if self._wait(due - now):
+                return True
+        elif now - due > self.max_late / fps:
+            self._start = now - self._k / fps
+            self.slips += 1
+        self._k += 1
+        return False
+
+    def give_back(self) -> None:
+        """The turn just waited for brought no frame (end of a pass): the next frame, the first
+        of the next pass, takes it."""
+        self._k = max(0, self._k - 1)
+
+
 @dataclass(frozen=True)
 class CaptureStats:
     """A snapshot of a camera's counters (crosses threads)."""
@@ -105,8 +150,11 @@ class CaptureThread(threading.Thread):
 
     A supervisor may start a new ``CaptureThread`` with the same arguments after this one ended
     (not after ``stop()``, which closes the ring): the ring is left open and no slot held.
-    Seams for tests: ``clock`` (frame times, ages, steadiness), ``wait`` (backoff waits;
-    returns True when stop was requested), ``rng`` (jitter), ``origin`` (live frame time 0).
+    ``realtime``: pace a file at its own frame rate (``FramePacer``); None takes the source's
+    ``realtime`` attribute (``OpenCvSource`` sets it from ``FileSource.realtime``), else False.
+    Seams for tests: ``clock`` (monotonic: frame times, ages, steadiness, pacing), ``wait``
+    (backoff and pacing waits; returns True when stop was requested), ``rng`` (jitter),
+    ``origin`` (live frame time 0).
     """
 
     def __init__(
@@ -126,6 +174,7 @@ class CaptureThread(threading.Thread):
         origin: float = LIVE_ORIGIN,
         steady_after: float = 30.0,
         give_up_after: int = 3,
+        realtime: bool | None = None,
     ) -> None:
         super().__init__(name=f"capture-{camera}", daemon=True)
         self.camera = camera
@@ -141,6 +190,9 @@ class CaptureThread(threading.Thread):
         self.give_up_after = give_up_after
         self.stop_event = threading.Event()
         self._wait = wait if wait is not None else self.stop_event.wait
+        if realtime is None:
+            realtime = bool(getattr(source, "realtime", False))
+        self.pacer = FramePacer(clock, self._wait) if realtime and not source.live else None
         self.state = CameraState.CONNECTING
         self.exhausted = False
         self.failed = False
@@ -300,9 +352,11 @@ class CaptureThread(threading.Thread):
         first: float | None = None  # clock() at this session's first frame
         steady = False
         while not self.stop_event.is_set():
-            slot = self.ring.acquire_write(timeout=0.5)
+            if self.pacer is not None and self.pacer.wait_turn(fps):
+                break
+            slot = self._acquire()
             if slot is None:
-                continue  # closed (stop) or lossless ring full: the worker is behind; wait again
+                break
             self._held = slot
             t_read = time.perf_counter()
             error: str | None = None
@@ -313,6 +367,8 @@ class CaptureThread(threading.Thread):
             self.read_seconds += time.perf_counter() - t_read
             if frame is None:
                 self._release_held()
+                if self.pacer is not None:
+                    self.pacer.give_back()
                 self._t_offset += index / fps
                 return _Session(index, steady, True, error)
             now = self.clock()
@@ -331,6 +387,15 @@ class CaptureThread(threading.Thread):
             next_due = max(next_due + interval, t_frame) if interval else 0.0
             self._fill(slot, frame, t_frame)
         return _Session(index, steady, False, None)
+
+    def _acquire(self) -> Slot | None:
+        """A slot to write, or None when stop was requested (a lossless ring that stays full
+        means the worker is behind: keep waiting)."""
+        while not self.stop_event.is_set():
+            slot = self.ring.acquire_write(timeout=0.5)
+            if slot is not None:
+                return slot
+        return None
 
     def _fill(self, slot: Slot, frame: np.ndarray, t_frame: float) -> None:
         """Convert to BGR when needed, preprocess into the slot's tensor, commit."""

@@ -1,0 +1,221 @@
+"""File sources and time: real-time playback (``source.realtime``), looping without a status
+flap, and what ``t_wall``/``ts`` and ``t_frame`` mean for a file read faster than real time.
+
+Pacing is checked through the capture thread's seams: an injected monotonic clock and ``wait``
+(a wait moves the clock on by what it was asked, as if it had slept, and records the amount),
+so the tests assert the waits asked for, never how long anything took. Videos are real, written
+by ``cv2.VideoWriter`` into ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import wait_until
+
+from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor
+from edge.buffer.ring import FrameRing, Policy
+from edge.capture.sources import FrameSource, OpenCvSource, ring_policy
+from edge.capture.thread import CameraState, CaptureThread, FramePacer
+from edge.config.schema import FileSource, StreamSource
+from edge.types import TensorSpec
+
+H, W = 48, 64
+
+
+def make_clip(path: Path, frames: int, fps: float) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (W, H))
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(np.full((H, W, 3), (i * 7) % 256, np.uint8))
+    writer.release()
+    return path
+
+
+def file_source(path: Path, loop: bool = False, realtime: bool = False) -> OpenCvSource:
+    return OpenCvSource(FileSource(type="file", path=str(path), loop=loop, realtime=realtime))
+
+
+class Seams:
+    """The injected monotonic clock and ``wait``: a wait moves ``now`` on by its delay and
+    records it; it asks to stop when ``stop(delays)`` says so. ``on_wait`` runs before."""
+
+    def __init__(
+        self,
+        stop: Callable[[list[float]], bool],
+        on_wait: Callable[[list[float]], None] | None = None,
+        now: float = 1000.0,
+    ) -> None:
+        self.now = now
+        self.delays: list[float] = []
+        self._stop = stop
+        self._on_wait = on_wait
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, delay: float) -> bool:
+        self.delays.append(delay)
+        if self._on_wait is not None:
+            self._on_wait(self.delays)
+        self.now += delay
+        return self._stop(self.delays)
+
+
+def capture(source: FrameSource, policy: Policy = "latest", **kw: object) -> CaptureThread:
+    spec = TensorSpec("x", (1, 3, 32, 32), np.dtype(np.float32), "NCHW")
+    pre = LetterboxPreprocessor(InputFormat(32, 32), spec)
+    ring = FrameRing(3, pre.new_tensor, policy)
+    kw.setdefault("rng", random.Random(3))
+    return CaptureThread("cam", source, ring, pre, **kw)  # type: ignore[arg-type]
+
+
+# -- 1. the pacer: frame k at start + k/fps, late frames at once, no catch-up burst -------------
+
+# Per frame: how far the clock moves before the pacer is asked (decoding, a stall) and how far a
+# wait oversleeps. Expected: the wait asked before each frame (0: none) and the slips.
+FPS = 25.0
+T = 1.0 / FPS
+PACING: list[tuple[str, list[float], float, list[float], int]] = [
+    ("instant reads", [0.0] * 5, 0.0, [0, T, T, T, T], 0),
+    ("decode takes half a frame", [T / 2] * 5, 0.0, [0, T / 2, T / 2, T / 2, T / 2], 0),
+    # Waits that overshoot by 5 ms are taken off the next wait: no drift accumulates.
+    ("oversleeping waits", [0.0] * 5, 0.005, [0, T, T - 0.005, T - 0.005, T - 0.005], 0),
+    # 1.5 frames late: that frame and the next are read at once, then the schedule is kept.
+    ("late by 1.5 frames", [0.0, 0.0, 2.5 * T, 0.0, 0.0], 0.0, [0, T, 0, 0, T / 2], 0),
+    # 10 frames late: the schedule moves to now (one slip); no burst of 10 frames follows.
+    ("stalled 10 frames", [0.0, 0.0, 11 * T, 0.0, 0.0], 0.0, [0, T, 0, T, T], 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "before", "overshoot", "expected", "slips"), PACING, ids=[p[0] for p in PACING]
+)
+def test_pacer_waits_on_the_files_schedule(
+    name: str, before: list[float], overshoot: float, expected: list[float], slips: int
+) -> None:
+    now = [500.0]
+    asked: list[float] = []
+
+    def wait(delay: float) -> bool:
+        asked[-1] = delay
+        now[0] += delay + overshoot
+        return False
+
+    pacer = FramePacer(lambda: now[0], wait)
+    for advance in before:
+        now[0] += advance
+        asked.append(0.0)
+        assert pacer.wait_turn(FPS) is False
+    assert asked == pytest.approx(expected, abs=1e-9)
+    assert pacer.slips == slips
+
+
+def test_pacer_returns_at_once_when_stop_is_requested() -> None:
+    pacer = FramePacer(lambda: 0.0, lambda _delay: True)
+    assert pacer.wait_turn(FPS) is False  # the first frame is due now: no wait
+    assert pacer.wait_turn(FPS) is True
+
+
+@pytest.mark.parametrize(
+    ("file_fps", "interval"),
+    [(10.0, 0.1), (30.0, 1 / 30), (2000.0, 1 / 25)],  # an absurd frame rate: 25 fps
+    ids=["10fps", "30fps", "absurd"],
+)
+def test_a_realtime_file_is_read_at_its_own_frame_rate(
+    tmp_path: Path, file_fps: float, interval: float
+) -> None:
+    """Through the capture thread on a real file: one wait of 1/fps before every frame but the
+    first, and the schedule runs on across a looping file's passes: the turn waited for at the
+    end of a pass goes to the next pass's first frame (reopening costs nothing on this clock)."""
+    clip = make_clip(tmp_path / "clip.mp4", 8, file_fps)
+    seams = Seams(stop=lambda d: len(d) >= 20)
+    cap = capture(file_source(clip, loop=True, realtime=True), loop=True, clock=seams.clock, wait=seams.wait)
+    assert cap.pacer is not None
+    cap.run()
+    assert seams.delays == pytest.approx([interval] * 20)
+    stats = cap.stats()
+    assert stats.frames_read == 20 and stats.reconnects == 0 and not stats.crashed
+    assert cap.ring.committed == 20 and cap.pacer.slips == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "realtime", "paced"),
+    [
+        (FileSource(type="file", path="a.mp4", realtime=True), None, True),
+        (FileSource(type="file", path="a.mp4"), None, False),
+        (FileSource(type="file", path="a.mp4"), True, True),  # the constructor argument wins
+        (FileSource(type="file", path="a.mp4", realtime=True), False, False),
+        (StreamSource(type="rtsp", url="rtsp://127.0.0.1/x"), True, False),  # a camera paces itself
+    ],
+)
+def test_which_captures_are_paced(
+    source: FileSource | StreamSource, realtime: bool | None, paced: bool
+) -> None:
+    cap = capture(OpenCvSource(source), realtime=realtime)
+    assert (cap.pacer is not None) is paced
+
+
+@pytest.mark.parametrize(
+    ("source", "policy"),
+    [
+        (FileSource(type="file", path="a.mp4"), "lossless"),
+        (FileSource(type="file", path="a.mp4", loop=True), "lossless"),
+        (FileSource(type="file", path="a.mp4", realtime=True), "latest"),
+        (StreamSource(type="rtsp", url="rtsp://127.0.0.1/x"), "latest"),
+    ],
+)
+def test_realtime_files_get_the_live_ring_policy(source: FileSource | StreamSource, policy: str) -> None:
+    assert ring_policy(source) == policy
+
+
+def test_a_realtime_file_on_a_latest_ring_never_waits_for_the_worker(tmp_path: Path) -> None:
+    """Nobody takes frames: capture goes on at the file's rate, dropping and counting."""
+    clip = make_clip(tmp_path / "clip.mp4", 10, 10.0)
+    seams = Seams(stop=lambda d: len(d) >= 10)  # the 10th: the turn after the last frame
+    cap = capture(file_source(clip, realtime=True), ring_policy(FileSource(type="file", path="x", realtime=True)),
+                  clock=seams.clock, wait=seams.wait)  # fmt: skip
+    cap.run()
+    assert cap.ring.committed == 10 and cap.stats().frames_dropped == 10 - len(cap.ring.slots)
+
+
+class SlowFile:
+    """A file (not live) at 0.001 fps: the second frame is 1000 s away."""
+
+    live = False
+    realtime = True
+    description = "slow file"
+
+    def __init__(self) -> None:
+        self.frame = np.zeros((H, W, 3), np.uint8)
+
+    def open(self) -> None:
+        pass
+
+    def read(self, into: np.ndarray | None) -> np.ndarray | None:
+        return self.frame
+
+    def position_seconds(self) -> float | None:
+        return None
+
+    def fps(self) -> float:
+        return 0.001
+
+    def close(self) -> None:
+        pass
+
+
+def test_stop_ends_a_pacing_wait_at_once() -> None:
+    """The real stop event: a wait of 1000 s ends when ``stop()`` is called (if it did not,
+    the join below would time out and the thread would still be alive)."""
+    cap = capture(SlowFile())  # type: ignore[arg-type]
+    cap.start()
+    wait_until(lambda: cap.frames_read == 1, 10, "the first frame")
+    cap.stop()
+    cap.join(10)
+    assert not cap.is_alive() and cap.frames_read == 1 and cap.state is CameraState.STOPPED
