@@ -10,6 +10,8 @@ by ``cv2.VideoWriter`` into ``tmp_path``.
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from conftest import wait_until
 from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor
 from edge.buffer.ring import FrameRing, Policy
 from edge.capture.sources import FrameSource, OpenCvSource, ring_policy
-from edge.capture.thread import CameraState, CaptureThread, FramePacer
+from edge.capture.thread import Backoff, CameraState, CaptureThread, FramePacer
 from edge.config.schema import FileSource, StreamSource
 from edge.types import TensorSpec
 
@@ -219,3 +221,89 @@ def test_stop_ends_a_pacing_wait_at_once() -> None:
     cap.stop()
     cap.join(10)
     assert not cap.is_alive() and cap.frames_read == 1 and cap.state is CameraState.STOPPED
+
+
+# -- 2. a looping file stays online -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("realtime", [False, True], ids=["as-fast-as-possible", "realtime"])
+def test_a_looping_file_does_not_flap_its_status(tmp_path: Path, realtime: bool) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", 10, 10.0)
+    states: list[CameraState] = []
+    seams = Seams(stop=lambda d: len(d) >= 35)  # realtime: 3 passes (10 turns each), 5 frames
+    kw: dict[str, object] = {"clock": seams.clock, "wait": seams.wait} if realtime else {}
+    cap = capture(file_source(clip, loop=True, realtime=realtime), "lossless" if not realtime else "latest",
+                  loop=True, on_state=lambda _c, s: states.append(s), **kw)  # fmt: skip
+    times: list[float] = []
+    if realtime:
+        cap.run()
+    else:  # read as fast as possible: a consumer takes every frame until 3 passes are done
+
+        def consume() -> None:
+            while len(times) < 35:
+                slot = cap.ring.take()
+                if slot is None:
+                    time.sleep(0.001)
+                    continue
+                times.append(slot.t_frame)
+                cap.ring.release(slot)
+            cap.stop()
+
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        cap.start()
+        consumer.join(60)
+        cap.join(10)
+    everything = [CameraState.CONNECTING, *states]  # a thread starts in connecting
+    assert everything == [CameraState.CONNECTING, CameraState.STREAMING, CameraState.STOPPED]
+    stats = cap.stats()
+    assert stats.frames_read >= 35 and stats.reconnects == 0 and stats.error is None
+    if times:  # the timeline runs on across the passes
+        assert times == pytest.approx([i / 10.0 for i in range(35)])
+
+
+def test_a_looping_file_that_cannot_be_reopened_fails_as_before(tmp_path: Path) -> None:
+    """The file goes away during the first pass: the reopen is a real failure (reconnecting,
+    backoff), unlike the loops before it."""
+    clip = make_clip(tmp_path / "clip.mp4", 10, 10.0)
+    states: list[str] = []
+
+    def remove(delays: list[float]) -> None:
+        if len(delays) == 5:
+            clip.unlink()  # FFmpeg keeps reading the open file
+
+    seams = Seams(stop=lambda d: d[-1] >= 0.5, on_wait=remove)  # stop at the first backoff wait
+    cap = capture(file_source(clip, loop=True, realtime=True), loop=True, clock=seams.clock, wait=seams.wait,
+                  backoff=Backoff(1.0, 30.0), on_state=lambda _c, s: states.append(s.value))  # fmt: skip
+    cap.run()
+    assert states == ["streaming", "reconnecting", "stopped"]
+    assert seams.delays[:10] == pytest.approx([0.1] * 10) and 0.5 <= seams.delays[10] <= 1.0
+    assert len(seams.delays) == 11 and "video file not found" in (cap.stats().error or "")
+
+
+@pytest.mark.parametrize(
+    ("passes", "ceiling"),
+    [(2, 2.0), (4, 1.0)],  # 2 s of frames: not steady yet; 4 s: steady, the backoff starts over
+    ids=["not-steady", "steady-across-passes"],
+)
+def test_steadiness_runs_across_a_looping_files_passes(tmp_path: Path, passes: int, ceiling: float) -> None:
+    """The file is missing at first (backoff step 0), appears, loops ``passes`` times (1 s each),
+    then goes away: the next backoff step is 1 (ceiling 2 s) unless the passes together were
+    steady (``steady_after`` 3 s), which starts the backoff over (ceiling 1 s)."""
+    clip = tmp_path / "clip.mp4"
+    backoffs: list[float] = []
+
+    def script(delays: list[float]) -> None:
+        if delays[-1] >= 0.5:
+            backoffs.append(delays[-1])
+            if len(backoffs) == 1:
+                make_clip(clip, 10, 10.0)
+        elif len(delays) - 1 == 10 * passes - 5:  # halfway through the last pass
+            clip.unlink()
+
+    seams = Seams(stop=lambda _d: len(backoffs) == 2, on_wait=script)
+    cap = capture(file_source(clip, loop=True, realtime=True), loop=True, clock=seams.clock, wait=seams.wait,
+                  backoff=Backoff(1.0, 30.0), steady_after=3.0)  # fmt: skip
+    cap.run()
+    assert cap.frames_read == 10 * passes and len(backoffs) == 2
+    assert 0.5 <= backoffs[0] <= 1.0 and ceiling / 2 <= backoffs[1] <= ceiling

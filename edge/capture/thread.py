@@ -16,6 +16,10 @@ step longer; the steps go back to the first only once a stream has delivered fra
 for ``steady_after`` seconds, so a camera that opens and then fails at once is not retried
 every second forever.
 
+A looping file reopens at its end without leaving ``streaming``: no ``connecting``/``online``
+flap on the status topic, no reconnect counted, and its steadiness runs on across the passes.
+A reopen that fails is a failure like any other (``reconnecting``, backoff).
+
 Frame times: files run on their own timeline (each pass adds its length); live sources use
 one process-wide origin (``LIVE_ORIGIN``), so a camera restarted by a reload or a supervisor
 continues the same clock and rule state carried over is not left in the future.
@@ -210,6 +214,7 @@ class CaptureThread(threading.Thread):
         self._t_offset = 0.0
         self._t0_wall = time.time()
         self._origin = origin
+        self._since: float | None = None  # clock() at the first frame since the stream opened
         self._rng = rng if rng is not None else random.Random()
         self._lock = threading.Lock()
         self._held: Slot | None = None  # the slot being written, given back if the loop dies
@@ -281,10 +286,12 @@ class CaptureThread(threading.Thread):
     def _run(self) -> None:
         attempt = 0  # backoff step
         failures = 0  # permanent failures in a row
+        looping = False  # reopening a looping file at its end: still streaming
         while not self.stop_event.is_set():
             try:
-                session = self._session()
+                session = self._session(looping)
             except SourceError as exc:
+                looping = False
                 if exc.permanent:
                     failures += 1
                     if self._give_up(str(exc), failures):
@@ -302,18 +309,21 @@ class CaptureThread(threading.Thread):
                 if not self.loop:
                     self.exhausted = True
                     return
-                log.info("camera %s: end of file, looping", self.camera)
-                self._set_state(CameraState.CONNECTING)
+                log.debug("camera %s: end of file, looping", self.camera)
+                looping = True
                 continue
             self.reconnects += 1
             if not self._retry(session.error or f"{self.source.description}: stream ended", attempt):
                 return
             attempt += 1
 
-    def _session(self) -> _Session:
+    def _session(self, looping: bool = False) -> _Session:
         """Open, stream, close. A file that opens yet gives not one frame is as good as
-        unreadable: a permanent SourceError."""
+        unreadable: a permanent SourceError. ``looping``: the next pass of a looping file, which
+        stays ``streaming`` and keeps measuring steadiness from the first pass."""
         self.source.open()
+        if not looping:
+            self._since = None
         self._set_state(CameraState.STREAMING)
         session = self._stream()
         self.source.close()
@@ -349,7 +359,6 @@ class CaptureThread(threading.Thread):
         interval = 1.0 / self.fps_cap if self.fps_cap else 0.0
         next_due = 0.0
         index = 0  # frame index in this session (a file pass)
-        first: float | None = None  # clock() at this session's first frame
         steady = False
         while not self.stop_event.is_set():
             if self.pacer is not None and self.pacer.wait_turn(fps):
@@ -372,10 +381,10 @@ class CaptureThread(threading.Thread):
                 self._t_offset += index / fps
                 return _Session(index, steady, True, error)
             now = self.clock()
-            if first is None:
-                first = now
+            if self._since is None:
+                self._since = now
                 self.last_error = None
-            steady = steady or now - first >= self.steady_after
+            steady = steady or now - self._since >= self.steady_after
             t_frame = self._t_offset + index / fps if not self.source.live else now - self._origin
             index += 1
             self.frames_read += 1
