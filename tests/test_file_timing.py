@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -20,11 +21,14 @@ import numpy as np
 import pytest
 from conftest import wait_until
 
+from edge.alerts.actions import EventEnvelope
 from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor
 from edge.buffer.ring import FrameRing, Policy
 from edge.capture.sources import FrameSource, OpenCvSource, ring_policy
 from edge.capture.thread import Backoff, CameraState, CaptureThread, FramePacer
+from edge.config import parse_config
 from edge.config.schema import FileSource, StreamSource
+from edge.daemon.app import Application
 from edge.types import TensorSpec
 
 H, W = 48, 64
@@ -307,3 +311,101 @@ def test_steadiness_runs_across_a_looping_files_passes(tmp_path: Path, passes: i
     cap.run()
     assert cap.frames_read == 10 * passes and len(backoffs) == 2
     assert 0.5 <= backoffs[0] <= 1.0 and ceiling / 2 <= backoffs[1] <= ceiling
+
+
+# -- 3. t_wall never ahead of the clock; the position stays in t_frame -------------------------
+
+
+def test_a_file_read_faster_than_real_time_has_no_future_wall_times(tmp_path: Path) -> None:
+    """A 10 s clip at 30 fps, read as fast as it decodes: every frame's ``t_wall`` is at most
+    the wall clock when the frame is taken, they never go back, and ``t_frame`` is index / fps."""
+    clip = make_clip(tmp_path / "ten-seconds.mp4", 300, 30.0)
+    cap = capture(file_source(clip), "lossless")
+    seen: list[tuple[int, float, float, float]] = []
+
+    def consume() -> None:
+        while True:
+            slot = cap.ring.take()
+            if slot is None:
+                if not cap.is_alive() and cap.ring.pending == 0:
+                    return
+                time.sleep(0.0005)
+                continue
+            seen.append((slot.seq, slot.t_frame, slot.t_wall, time.time()))
+            cap.ring.release(slot)
+
+    consumer = threading.Thread(target=consume)
+    cap.start()
+    consumer.start()
+    cap.join(60)
+    consumer.join(60)
+    assert cap.exhausted and [s[0] for s in seen] == list(range(300))
+    for seq, t_frame, t_wall, observed in seen:
+        assert t_wall <= observed
+        assert t_frame == pytest.approx(seq / 30.0)
+    walls = [s[2] for s in seen]
+    assert walls == sorted(walls)
+
+
+class Observer:
+    """An action that notes each event's payload and the wall clock when it arrives."""
+
+    name = "observer"
+    files_removed = 0
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[dict[str, object], float]] = []
+
+    def handle(self, env: EventEnvelope) -> bool:
+        self.seen.append((env.payload, time.time()))
+        return True
+
+    def tick(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def face_clip(path: Path, astronaut: np.ndarray, coffee: np.ndarray) -> Path:
+    """10 s at 30 fps: no face for 3 s, the astronaut's face for 4 s, then none again."""
+    face, empty = cv2.resize(astronaut, (256, 256)), cv2.resize(coffee, (256, 256))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (256, 256))
+    for i in range(300):
+        writer.write(face if 90 <= i < 210 else empty)
+    writer.release()
+    return path
+
+
+def test_event_ts_is_not_in_the_future_for_a_file(
+    models_dir: Path, astronaut: np.ndarray, coffee: np.ndarray, tmp_path: Path
+) -> None:
+    """BlazeFace on LiteRT (a few ms a frame) reads the 10 s clip much faster than real time:
+    each event's ``ts`` is at most the wall clock when it reached the actions, the stamps never
+    go back, and ``t_frame`` is the event's frame index / fps (3 s in, and 1 s after 7 s)."""
+    clip = face_clip(tmp_path / "faces.mp4", astronaut, coffee)
+    text = f"""
+state_dir: {tmp_path}/state
+models: {{f: {{path: blazeface, runner: litert}}}}
+cameras: {{c: {{source: {{type: file, path: "{clip}"}}, model: f}}}}
+rules: {{r: {{cameras: [c], labels: [face], min_score: 0.6, clear_after: 1s}}}}
+mqtt: {{enabled: false}}
+actions: {{event_log: false, snapshots: {{enabled: false}}}}
+"""
+    app = Application(parse_config(text, "x.yaml"))
+    observer = Observer()
+    app.start()
+    assert app.dispatcher is not None
+    app.dispatcher.replace_actions([observer])  # queued ahead of any event (the first is 90 frames in)
+    app.run()
+    assert [p["type"] for p, _ in observer.seen] == ["new", "end"]
+    stamps = []
+    for payload, observed in observer.seen:
+        ts = datetime.fromisoformat(str(payload["ts"]).replace("Z", "+00:00")).timestamp()
+        assert ts <= observed
+        stamps.append(ts)
+        frame = payload["frame"]
+        assert isinstance(frame, dict)
+        assert payload["t_frame"] == pytest.approx(frame["seq"] / 30.0, abs=1e-3)
+    assert stamps == sorted(stamps)
+    assert [p["t_frame"] for p, _ in observer.seen] == pytest.approx([3.0, 8.0], abs=0.1)

@@ -1,4 +1,18 @@
-"""Alert payloads: what subscribers receive. Versioned; schema in ``schemas/event.v1.json``."""
+"""Alert payloads: what subscribers receive. Versioned; schema in ``schemas/event.v1.json``.
+
+The times in an event:
+
+* ``ts``: the wall-clock time (UTC, ISO 8601, milliseconds) at which the event's frame was
+  captured, i.e. decoded by the capture thread. For live streams and real-time files
+  (``source.realtime``) that is when the frame arrived; for a file read as fast as the pipeline
+  goes, when the frame was read. Either way it is never later than the moment the event was
+  made and never runs ahead of the clock, however fast a file is processed; stamps of one
+  camera do not go back (unless the system clock is set back). A file's position is not in ``ts``.
+* ``t_frame``: seconds on the source's timeline, the one the rules run on. For a file, the
+  frame's position: frame index / the file's frame rate (a looping file adds each pass's
+  length, so it keeps growing); for a live source, seconds since the daemon's start.
+* ``started_t_frame``: the ``t_frame`` at which the rule started matching.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +61,7 @@ def event_payload(event: Event, device: str, model: ModelIdentity) -> dict[str, 
         "score": event.score,
         "box": list(event.box),
         "count": event.count,
-        "ts": iso_utc(event.t_wall),
+        "ts": iso_utc(event.t_wall),  # when the frame was captured: never in the future
         "t_frame": event.t_frame,
         "started_t_frame": event.started_t_frame,
         "frame": {"seq": event.frame_seq, "width": event.frame_wh[0], "height": event.frame_wh[1]},

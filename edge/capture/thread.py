@@ -20,9 +20,12 @@ A looping file reopens at its end without leaving ``streaming``: no ``connecting
 flap on the status topic, no reconnect counted, and its steadiness runs on across the passes.
 A reopen that fails is a failure like any other (``reconnecting``, backoff).
 
-Frame times: files run on their own timeline (each pass adds its length); live sources use
-one process-wide origin (``LIVE_ORIGIN``), so a camera restarted by a reload or a supervisor
-continues the same clock and rule state carried over is not left in the future.
+Frame times: ``t_frame`` is the position on the source's timeline. Files run on their own
+timeline (frame index / fps; each pass adds its length); live sources use one process-wide
+origin (``LIVE_ORIGIN``), so a camera restarted by a reload or a supervisor continues the same
+clock and rule state carried over is not left in the future. ``t_wall`` is the wall-clock time
+(``time.time()``) at which the frame was decoded, for every source: never ahead of the clock,
+even for a file read faster than real time (its position stays in ``t_frame``).
 
 Real-time files (``source.realtime``): a ``FramePacer`` plays the file at its own frame rate,
 so a looped file stands in for a camera (give it a ``latest`` ring: ``ring_policy``).
@@ -157,8 +160,8 @@ class CaptureThread(threading.Thread):
     ``realtime``: pace a file at its own frame rate (``FramePacer``); None takes the source's
     ``realtime`` attribute (``OpenCvSource`` sets it from ``FileSource.realtime``), else False.
     Seams for tests: ``clock`` (monotonic: frame times, ages, steadiness, pacing), ``wait``
-    (backoff and pacing waits; returns True when stop was requested), ``rng`` (jitter),
-    ``origin`` (live frame time 0).
+    (backoff and pacing waits; returns True when stop was requested), ``wall_clock`` (``t_wall``),
+    ``rng`` (jitter), ``origin`` (live frame time 0).
     """
 
     def __init__(
@@ -179,6 +182,7 @@ class CaptureThread(threading.Thread):
         steady_after: float = 30.0,
         give_up_after: int = 3,
         realtime: bool | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(name=f"capture-{camera}", daemon=True)
         self.camera = camera
@@ -194,6 +198,7 @@ class CaptureThread(threading.Thread):
         self.give_up_after = give_up_after
         self.stop_event = threading.Event()
         self._wait = wait if wait is not None else self.stop_event.wait
+        self._wall_clock = wall_clock
         if realtime is None:
             realtime = bool(getattr(source, "realtime", False))
         self.pacer = FramePacer(clock, self._wait) if realtime and not source.live else None
@@ -212,7 +217,6 @@ class CaptureThread(threading.Thread):
         # Frame time never runs backwards: files add each pass's length, live sources share
         # one origin across threads.
         self._t_offset = 0.0
-        self._t0_wall = time.time()
         self._origin = origin
         self._since: float | None = None  # clock() at the first frame since the stream opened
         self._rng = rng if rng is not None else random.Random()
@@ -373,6 +377,7 @@ class CaptureThread(threading.Thread):
                 frame = self.source.read(self._raw.get(slot.index, slot.frame))
             except SourceError as exc:  # the source says why the stream failed
                 frame, error = None, str(exc)
+            wall = self._wall_clock()
             self.read_seconds += time.perf_counter() - t_read
             if frame is None:
                 self._release_held()
@@ -394,7 +399,7 @@ class CaptureThread(threading.Thread):
                 self._release_held()
                 continue
             next_due = max(next_due + interval, t_frame) if interval else 0.0
-            self._fill(slot, frame, t_frame)
+            self._fill(slot, frame, t_frame, wall)
         return _Session(index, steady, False, None)
 
     def _acquire(self) -> Slot | None:
@@ -406,7 +411,7 @@ class CaptureThread(threading.Thread):
                 return slot
         return None
 
-    def _fill(self, slot: Slot, frame: np.ndarray, t_frame: float) -> None:
+    def _fill(self, slot: Slot, frame: np.ndarray, t_frame: float, t_wall: float) -> None:
         """Convert to BGR when needed, preprocess into the slot's tensor, commit."""
         bgr = self._to_bgr(frame, slot.frame)
         if bgr is frame:
@@ -419,7 +424,7 @@ class CaptureThread(threading.Thread):
         self.preprocess_seconds += time.perf_counter() - t_pre
         slot.seq = self._seq
         slot.t_frame = t_frame
-        slot.t_wall = self._t0_wall + t_frame if not self.source.live else time.time()
+        slot.t_wall = t_wall
         slot.t_mono_ns = time.monotonic_ns()
         self._seq += 1
         self._held = None
