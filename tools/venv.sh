@@ -41,6 +41,7 @@ apt_update() {
       return 1
     fi
   done
+  cat "$err" >&2  # warnings, if any
   rm -f "$err"
   _apt_updated=1
 }
@@ -103,7 +104,7 @@ ensure_venv() {
   elif [ -f "$dir/pyvenv.cfg" ]; then
     clear=(--clear)  # a broken venv: its interpreter moved, or an earlier attempt stopped halfway
   fi
-  echo "== $py -m venv $* $dir"
+  echo "== $py -m venv ${clear[*]:+${clear[*]} }${*:+$* }$dir"
   if "$py" -m venv "${clear[@]}" "$@" "$dir"; then
     return 0
   fi
