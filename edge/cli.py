@@ -331,7 +331,11 @@ def _add_models(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     f = msub.add_parser(
         "fetch", parents=[common], help="download the pinned real models (BlazeFace, BlazePose, PP-OCR)"
     )
-    f.add_argument("--dest", type=Path, help="models folder (default: the checkout's models/ or ./models)")
+    f.add_argument(
+        "--dest", type=Path,
+        help="models folder (default: $EDGE_MODELS_DIR, the checkout's models/, the models/ beside the "
+        "venv (/opt/edge/models), else ./models)",
+    )  # fmt: skip
     f.add_argument(
         "--cache", type=Path, help="wheel cache (default: ~/.cache/edge/wheels or $EDGE_CACHE_DIR)"
     )

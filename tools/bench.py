@@ -7,6 +7,11 @@ plus the whole single-frame path (preprocess + infer + decode) for comparison.
 
     python tools/bench.py runners --model blazeface --model blazepose -n 50
 
+``preview``: CPU of ``edge run`` on the demo clip in real time with the preview off, on with
+nobody watching, and on with one viewer (percent of one core; ``tools/preview_cost.py``).
+
+    python tools/bench.py preview
+
 ``alerts``: alerts per second to a local broker, with and without the outbox. Nothing is
 written into the working folder (the outbox databases go to a temporary folder by default).
 """
@@ -187,7 +192,18 @@ def main() -> int:
     p.add_argument(
         "--state", type=Path, help="folder for the outbox databases (default: a temporary folder, removed)"
     )
+    p = sub.add_parser("preview", help="CPU of edge run with the preview off, unwatched, and watched")
+    p.add_argument("--clip", type=Path, default=Path("demo/demo.mp4"), help="video (default: the demo clip)")
+    p.add_argument("--runner", default="litert", help="runner of the demo's model (default: litert)")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring (default: 5)")
+    p.add_argument("--window", type=float, default=20.0, help="seconds measured per mode (default: 20)")
     args = parser.parse_args()
+    if args.command == "preview":
+        from preview_cost import bench_preview, format_preview
+
+        results = bench_preview(args.clip.resolve(), args.runner, args.warmup, args.window)
+        print(format_preview(results, args.window))
+        return 0
     if args.command == "alerts":
         with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
             for row in bench_alerts(args.host, args.port, args.n, args.state or Path(tmp)):

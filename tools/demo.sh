@@ -49,9 +49,7 @@ cleanup() {
 trap cleanup EXIT
 sleep 0.5
 
-preview="the preview: http://127.0.0.1:8090/ on this machine while edge runs; from your desktop,
-  ssh -L 8090:127.0.0.1:8090 user@board   then open http://127.0.0.1:8090/ there"
-echo "== edge run configs/demo.yaml --set mqtt.port=$MQTT_PORT  ($preview)"
+echo "== edge run configs/demo.yaml --set mqtt.port=$MQTT_PORT"
 rm -f state/demo/events.jsonl
 .venv/bin/edge run configs/demo.yaml --set "mqtt.port=$MQTT_PORT"
 sleep 1
@@ -62,4 +60,11 @@ cat "$received"
 echo
 echo "events: $(grep -c '^edge/demo/events ' "$received" || true) on MQTT, $(wc -l < state/demo/events.jsonl) in state/demo/events.jsonl; snapshots in state/demo/snapshots/"
 echo "Again by hand: .venv/bin/edge run configs/demo.yaml --set mqtt.port=$MQTT_PORT (or source .venv/bin/activate)"
-echo "See $preview"
+echo
+echo "See what the camera sees and draw zones: .venv/bin/edge preview configs/demo.yaml"
+echo "  then open http://127.0.0.1:8090/ here; from your desktop: ssh -L 8090:127.0.0.1:8090 user@board"
+echo "  and open http://127.0.0.1:8090/ there (PREVIEW=1 bash tools/demo.sh starts it after the demo)"
+if [ "${PREVIEW:-0}" = 1 ]; then
+  echo "== edge preview configs/demo.yaml (Ctrl-C to stop)"
+  .venv/bin/edge preview configs/demo.yaml
+fi

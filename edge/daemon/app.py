@@ -29,7 +29,7 @@ from edge.alerts.payload import iso_utc
 from edge.alerts.retained import FILENAME as RETAINED_TOPICS
 from edge.alerts.retained import sync_retained
 from edge.buffer.ring import FrameRing
-from edge.capture.sources import OpenCvSource
+from edge.capture.sources import OpenCvSource, ring_policy
 from edge.capture.thread import Backoff, CameraState, CaptureThread
 from edge.config import LoadedConfig
 from edge.config.schema import CameraConfig, EdgeConfig, FileSource
@@ -211,8 +211,7 @@ class Application:
     def _build_camera(self, cam_name: str, cam: CameraConfig) -> CaptureThread:
         worker = self.workers[cam.model]
         pre = worker.model.preprocessor()
-        is_file = isinstance(cam.source, FileSource)
-        policy = cam.buffer or ("lossless" if is_file else "latest")
+        policy = cam.buffer or ring_policy(cam.source)
         # Frames in flight (OpenVINO async) hold slots: keep one to write and one ready besides.
         slots = max(cam.buffer_slots, worker.jobs + 2)
         ring = FrameRing(slots, pre.new_tensor, policy, on_ready=worker.wake.set)
