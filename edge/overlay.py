@@ -81,12 +81,15 @@ def draw_shapes(image: np.ndarray, shapes: Sequence[Shape]) -> None:
         return
     h, w = image.shape[:2]
     thickness = max(1, round(min(h, w) / 300))
-    masks = [s for s in shapes if s.kind == "mask"]
-    if masks:
-        shaded = image.copy()
-        for s in masks:
-            cv2.fillPoly(shaded, [_pixels(s.points, w, h)], s.colour)
-        cv2.addWeighted(shaded, 0.45, image, 0.55, 0, dst=image)
+    for s in shapes:
+        if s.kind == "mask":  # shaded: blended over the mask's bounding box only
+            pts = _pixels(s.points, w, h)
+            x0, y0 = pts.min(axis=0)
+            x1, y1 = pts.max(axis=0) + 1
+            roi = image[y0:y1, x0:x1]
+            shaded = roi.copy()
+            cv2.fillPoly(shaded, [pts - (x0, y0)], s.colour)
+            cv2.addWeighted(shaded, 0.45, roi, 0.55, 0, dst=roi)
     scale = max(0.4, min(h, w) / 900)
     for s in shapes:
         pts = _pixels(s.points, w, h)
