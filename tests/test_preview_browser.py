@@ -78,6 +78,7 @@ def daemon(models_dir: Path, demo_clip: Path, tmp_path: Path) -> Iterator[Applic
     finally:
         app._signals.put(signal.SIGTERM)
         runner.join(60)
+        assert not runner.is_alive(), "edge did not stop"
 
 
 FRAME_HASH = """

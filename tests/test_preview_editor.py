@@ -34,6 +34,13 @@ rules:
   in_yard:
     cameras: [yard]
     zone: [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]
+  block_zone:
+    cameras: [yard, gate]
+    zone:
+      - [0.1, 0.1]
+      - [0.9, 0.1]
+      - [0.9, 0.9]
+    labels: [person]   # kept
 # after the rules
 mqtt:
   enabled: false
@@ -65,6 +72,11 @@ CASES = [
         ("rules", "in_yard", "zone"),
     ),
     (
+        Drawing("zone", "yard", TRI, "block_zone"),
+        "rules:\n  block_zone:\n    zone: [[0.1, 0.2], [0.5, 0.2], [0.3, 0.6]]\n",
+        ("rules", "block_zone", "zone"),
+    ),
+    (
         Drawing("mask", "yard", TRI),
         "cameras:\n  yard:\n    masks:\n      - [[0.1, 0.2], [0.5, 0.2], [0.3, 0.6]]\n",
         ("cameras", "yard", "masks"),
@@ -86,7 +98,8 @@ def test_candidate_keeps_comments_and_means_original_plus_drawing(
     assert snippet(drawing, existing) == want_snippet
     out = candidate_text(base, drawing)
     assert yaml.safe_load(out) == merged(data, drawing)
-    for comment in ("# my cameras", "# the real model", "# people only", "# after the rules"):
+    assert not out.startswith("# written by edge preview")
+    for comment in ("# my cameras", "# the real model", "# people only", "# after the rules", "# kept"):
         assert comment in out  # spliced into the text, not written out again
     node: object = yaml.safe_load(out)
     for key in changed:
@@ -183,3 +196,55 @@ def test_save_writes_beside_and_never_over(tmp_path: Path) -> None:
     assert second.read_text() == "two\n"
     assert config.read_text() == "original\n"
     assert first.name.startswith("edge.preview-") and first.suffix == ".yaml"
+
+
+@pytest.mark.parametrize(
+    ("rule", "labels"),
+    [
+        ("on", ()),  # plain, it would read back as true
+        ("door", ("no", "a: b", "x]", "person", "yes")),
+        ("n-1", ("100",)),  # a number, plain
+    ],
+)
+def test_snippet_reads_back_as_what_was_drawn(rule: str, labels: tuple[str, ...]) -> None:
+    d = Drawing("zone", "gate", TRI, rule, labels)
+    want_rule: dict[str, object] = {"cameras": ["gate"], "zone": [list(p) for p in TRI]}
+    if labels:
+        want_rule = {"cameras": ["gate"], "labels": list(labels), "zone": [list(p) for p in TRI]}
+    assert yaml.safe_load(snippet(d, existing_rule=False)) == {"rules": {rule: want_rule}}
+    assert yaml.safe_load(snippet(Drawing("mask", "on", TRI), False)) == {
+        "cameras": {"on": {"masks": [[list(p) for p in TRI]]}}
+    }
+
+
+def test_a_rule_of_other_cameras_is_not_changed(base: str) -> None:
+    result = check_drawing(base, "edge.yaml", Drawing("zone", "gate", TRI, "in_yard"))
+    assert not result.ok
+    assert "rule 'in_yard' does not watch camera 'gate' (its cameras: yard)" in result.problems[0]
+
+
+def test_a_rule_on_several_cameras_says_so(base: str) -> None:
+    result = check_drawing(base, "edge.yaml", Drawing("zone", "yard", TRI, "block_zone"))
+    assert result.ok, result.problems
+    assert result.note == "rule 'block_zone' also uses this zone on camera(s) gate"
+
+
+def test_a_config_that_no_longer_parses_is_one_problem(base: str) -> None:
+    result = check_drawing(base + "rules: [unclosed\n", "edge.yaml", Drawing("mask", "yard", TRI))
+    assert not result.ok
+    assert result.problems[0].startswith("edge.yaml: the config no longer parses as YAML (line")
+
+
+def test_a_rewritten_config_says_its_comments_are_lost(tmp_path: Path, demo_clip: Path) -> None:
+    text = f"# gone\n{{models: {{m: {{path: blazepose}}}}, cameras: {{c: {{source: {{type: file, path: '{demo_clip}'}}, model: m}}}}, state_dir: '{tmp_path}'}}\n"
+    result = check_drawing(text, "edge.yaml", Drawing("mask", "c", TRI))
+    assert result.ok, result.problems
+    assert "comments are not kept" in result.note
+
+
+def test_saved_file_is_no_more_readable_than_the_config(tmp_path: Path) -> None:
+    config = tmp_path / "edge.yaml"
+    config.write_text("x: 1\n")
+    config.chmod(0o600)
+    saved = save_beside(config, "x: 2\n")
+    assert saved.stat().st_mode & 0o777 == 0o600

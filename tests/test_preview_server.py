@@ -20,7 +20,7 @@ from edge.alerts.actions import EventEnvelope, SnapshotAction
 from edge.config import load_config
 from edge.daemon.app import Application
 from edge.overlay import Shape, rule_colour
-from edge.preview.server import BOUNDARY
+from edge.preview.server import BOUNDARY, host_allowed
 from tests.conftest import wait_until
 
 ZONE = "[[0.55, 0.25], [0.95, 0.25], [0.95, 1], [0.55, 1]]"
@@ -310,3 +310,111 @@ def test_edge_preview_refuses_an_open_address_without_login(
     )  # fmt: skip
     assert out.returncode == 2
     assert error in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("header", "configured", "allowed"),
+    [
+        ("127.0.0.1:8090", "127.0.0.1", True),
+        ("localhost:8090", "127.0.0.1", True),
+        ("[::1]:8090", "::1", True),
+        ("[::1]", "127.0.0.1", True),
+        ("192.168.1.20:8090", "0.0.0.0", True),  # a board reached by its address (auth is required there)
+        ("board.local:8090", "board.local", True),
+        ("evil.example:8090", "127.0.0.1", False),  # DNS rebinding: a name that is not ours
+        ("", "127.0.0.1", False),
+        ("[bad", "127.0.0.1", False),
+    ],
+)
+def test_host_header(header: str, configured: str, allowed: bool) -> None:
+    assert host_allowed(header, configured) is allowed
+
+
+def test_a_same_origin_post_is_accepted(daemon: Application) -> None:
+    assert daemon.preview is not None
+    origin = f"http://127.0.0.1:{daemon.preview.port}"
+    body = json.dumps({"kind": "mask", "camera": "gate", "points": [[0, 0], [0.1, 0], [0.1, 0.1]]}).encode()
+    status, _, out = request(
+        daemon, "POST", "/api/check", body, {"Content-Type": "application/json", "Origin": origin}
+    )
+    assert status == 200 and json.loads(out)["ok"]
+
+
+def test_a_refused_requests_body_is_never_run_as_a_request(daemon: Application, tmp_path: Path) -> None:
+    """A cross-site form post (text/plain skips the browser's CORS check) whose body is a whole
+    second request: the first is refused and the connection closed, so the second never runs."""
+    import socket
+
+    assert daemon.preview is not None
+    inner = json.dumps({"kind": "mask", "camera": "gate", "points": [[0, 0], [0.1, 0], [0.1, 0.1]]})
+    smuggled = (
+        f"POST /api/save HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(inner)}\r\n\r\n{inner}"
+    )
+    outer = (
+        f"POST /api/check HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
+        f"Content-Type: text/plain\r\nContent-Length: {len(smuggled)}\r\n\r\n{smuggled}"
+    )
+    with socket.create_connection(("127.0.0.1", daemon.preview.port), timeout=60) as sock:
+        sock.sendall(outer.encode())
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes the connection after its refusal
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 415 ") and answer.count(b"HTTP/1.1 ") == 1
+    assert b"Connection: close" in answer
+    assert not list(tmp_path.glob("edge.preview-*.yaml"))
+
+
+def test_stop_ends_open_pages_at_once(models_dir: Path, demo_clip: Path, tmp_path: Path) -> None:
+    """A page polls the status on a keep-alive connection and reads the stream: stopping edge
+    must not wait for either (it used to wait for the page to go away)."""
+    path = tmp_path / "edge.yaml"
+    path.write_text(config_text(tmp_path, demo_clip, "{enabled: true, port: 0}"))
+    app = Application(load_config(path))
+    app.start()
+    runner = threading.Thread(target=app.run)
+    runner.start()
+    assert app.preview is not None
+    port = app.preview.port
+    polling = threading.Event()
+    polling.set()
+
+    def poll() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            while polling.is_set():
+                conn.request("GET", "/api/status")
+                conn.getresponse().read()
+                polling.wait(0.2)
+        except (OSError, http.client.HTTPException):
+            pass  # the daemon stopped: the connection is gone
+        finally:
+            conn.close()
+
+    def watch() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            conn.request("GET", "/stream/gate.mjpg")
+            resp = conn.getresponse()
+            while resp.fp.readline():
+                pass
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            conn.close()
+
+    pages = [threading.Thread(target=poll), threading.Thread(target=watch)]
+    for t in pages:
+        t.start()
+    try:
+        wait_until(lambda: app.tap is not None and app.tap.offered >= 3, 120, "frames streamed to the page")
+        app._signals.put(signal.SIGTERM)
+        runner.join(60)
+        assert not runner.is_alive(), "stop waited for the open page"
+    finally:
+        polling.clear()
+        if runner.is_alive():
+            app._signals.put(signal.SIGTERM)
+            runner.join(120)
+        for t in pages:
+            t.join(60)

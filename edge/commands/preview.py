@@ -8,6 +8,7 @@ whether or not ``preview.enabled`` is set; ``--host``/``--port`` override it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,7 @@ def cmd_preview(
     cfg = preview_config(loaded.config, host, port)
     app = Application(LoadedConfig(cfg, loaded.source, loaded.path), overrides=tuple(overrides))
     app.preview_only = True
+    app.adjust = functools.partial(preview_config, host=host, port=port)  # a reload keeps them
     app.install_signal_handlers()
     try:
         app.start()

@@ -499,7 +499,9 @@ class PreviewConfig(Strict):
 
     @model_validator(mode="after")
     def _exposed_needs_auth(self) -> PreviewConfig:
-        if not _is_loopback(self.host) and (not self.username or self.password is None):
+        if not _is_loopback(self.host) and (
+            not self.username or self.password is None or not self.password.get_secret_value()
+        ):
             raise ValueError(
                 f"preview on {self.host!r} is reachable from the network: set preview.username and "
                 "preview.password, or keep host 127.0.0.1 and use an SSH tunnel"

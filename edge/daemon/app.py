@@ -15,7 +15,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Set
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -42,7 +42,7 @@ from edge.inference import LoadedModel, decode_overrides, load_model, runner_opt
 from edge.models import default_search_dirs
 from edge.pipeline.worker import CameraChannel, FrameBudget, InferenceWorker
 from edge.preview.server import PreviewServer, PreviewSource
-from edge.preview.tap import PreviewTap
+from edge.preview.tap import PreviewEventsAction, PreviewTap
 from edge.rules.engine import RuleEngine
 from edge.runners.openvino import AsyncInfer
 from edge.runners.select import HardwareInfo, probe_hardware
@@ -101,6 +101,7 @@ class Application:
     started: float = 0.0
     _last_frames: dict[str, Any] = field(default_factory=dict)  # of cameras stopped by a reload
     preview_only: bool = False  # ``edge preview``: no actions, no MQTT; serves until stopped
+    adjust: Callable[[EdgeConfig], EdgeConfig] | None = None  # applied to every config loaded (reload)
     preview: PreviewServer | None = None
     tap: PreviewTap | None = None
     budget: FrameBudget | None = None
@@ -162,7 +163,7 @@ class Application:
         return model
 
     def _build_actions(self, cfg: EdgeConfig) -> list[Action]:
-        actions: list[Action] = []
+        actions: list[Action] = [PreviewEventsAction(self.tap)] if self.tap is not None else []
         if self.preview_only:
             return actions
         if cfg.mqtt.enabled:
@@ -341,7 +342,7 @@ class Application:
             now = time.monotonic()
             self.supervise()
             self._periodic(now)
-            if self.max_frames is not None and self.frames_processed() >= self.max_frames:
+            if self.budget is not None and self.budget.complete:
                 reason = f"max frames ({self.max_frames})"
                 break
             if self.duration is not None and now - self.started >= self.duration:

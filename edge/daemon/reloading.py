@@ -55,6 +55,8 @@ def reload_config(app: Application) -> bool:
         app.notifier.ready(app.status_line())
         return False
     old_cfg, cfg = app.loaded.config, new.config
+    if app.adjust is not None:  # ``edge preview``: files in real time and looping, preview on
+        cfg = app.adjust(cfg)
     plan = plan_reload(old_cfg, cfg)
     if plan.state_dir_ignored:
         log.warning("reload: state_dir changes need a restart; keeping %s", old_cfg.state_dir)
@@ -130,6 +132,8 @@ def stop_camera(app: Application, name: str, end_rules: bool = False) -> None:
     channel = app.channels.pop(name)
     app._last_frames[name] = channel.last_frame
     app.supervisor.forget("capture", name)
+    if app.tap is not None:
+        app.tap.forget(name)
     capture.stop()
     capture.join(10)
     for worker in app.workers.values():

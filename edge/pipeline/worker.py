@@ -29,6 +29,7 @@ from edge.preview.tap import PreviewFrame, PreviewTap
 from edge.rules.engine import Event, FrameInfo, RuleEngine
 from edge.runners.openvino import AsyncInfer
 from edge.telemetry.figures import LATENCY_BUCKETS
+from edge.types import Detections
 
 log = logging.getLogger("edge.pipeline")
 LIVE_STATES = (CameraState.STREAMING, CameraState.CONNECTING)
@@ -54,23 +55,34 @@ class CameraChannel:
 
 
 class FrameBudget:
-    """At most ``limit`` frames processed over every worker (``edge run --max-frames N``): a
-    worker takes one unit before it runs a frame, so exactly N frames are processed."""
+    """At most ``limit`` frames over every worker (``edge run --max-frames N``): a worker takes
+    one unit before it runs a frame, so exactly N frames are run, and settles it when the frame
+    is done with (processed, or failed). ``complete`` once every unit is settled."""
 
     def __init__(self, limit: int) -> None:
-        self._left = limit
+        self.limit = limit
+        self._taken = 0
+        self._settled = 0
         self._lock = threading.Lock()
 
     @property
     def exhausted(self) -> bool:
-        return self._left <= 0
+        return self._taken >= self.limit
+
+    @property
+    def complete(self) -> bool:
+        return self._settled >= self.limit
 
     def take(self) -> bool:
         with self._lock:
-            if self._left <= 0:
+            if self._taken >= self.limit:
                 return False
-            self._left -= 1
+            self._taken += 1
             return True
+
+    def settle(self) -> None:
+        with self._lock:
+            self._settled += 1
 
 
 @dataclass(frozen=True)
@@ -281,7 +293,7 @@ class InferenceWorker(threading.Thread):
                 outputs = self.model.run_tensor(slot.tensor)
                 self._finish(ch, slot, outputs, time.perf_counter() - t0)
             finally:
-                ch.ring.release(slot)
+                self._done(ch, slot)
             self._service()
 
     def _loop_batched(self) -> None:
@@ -319,7 +331,7 @@ class InferenceWorker(threading.Thread):
                     self._finish(ch, slot, [o[i : i + 1] for o in outputs], per_frame)
             finally:
                 for ch, slot in taken:
-                    ch.ring.release(slot)
+                    self._done(ch, slot)
             self._service()
 
     def _loop_async(self) -> None:
@@ -349,13 +361,19 @@ class InferenceWorker(threading.Thread):
                 try:
                     self._finish(ch, slot, outputs, time.perf_counter() - t0)
                 finally:
-                    ch.ring.release(slot)
+                    self._done(ch, slot)
                 self._service()  # between two results; frames still in flight are finished later
         finally:
             if in_flight:
                 self._async.wait_all()
                 for _job, ch, slot, _t0 in in_flight:
-                    ch.ring.release(slot)
+                    self._done(ch, slot)
+
+    def _done(self, ch: CameraChannel, slot: Slot) -> None:
+        """The slot goes back to its ring and its budget unit is settled, whatever happened."""
+        ch.ring.release(slot)
+        if self.budget is not None:
+            self.budget.settle()
 
     def _finish(self, ch: CameraChannel, slot: Slot, outputs: list[np.ndarray], infer_seconds: float) -> None:
         assert slot.frame is not None and slot.letterbox is not None
@@ -368,9 +386,7 @@ class InferenceWorker(threading.Thread):
         t3 = time.perf_counter()
         tap = self.preview
         if tap is not None and tap.wants(ch.name):  # only while somebody watches this camera
-            shapes = camera_shapes(ch.name, self.engine.rules, self.engine.cameras)
-            labels = tuple(self.model.labels)
-            tap.offer(PreviewFrame(ch.name, slot.seq, slot.t_wall, slot.frame.copy(), dets, labels, shapes))
+            self._offer(tap, ch.name, slot, dets)
         ch.last_frame = info
         ch.processed += 1
         ch.detections += len(dets)
@@ -385,6 +401,18 @@ class InferenceWorker(threading.Thread):
         timing.count += 1
         if events:
             self._dispatch(ch, events, slot)
+
+    def _offer(self, tap: PreviewTap, camera: str, slot: Slot, dets: Detections) -> None:
+        """A copy of the frame for the preview's viewers; a failure is logged, never fatal."""
+        try:
+            assert slot.frame is not None
+            shapes = camera_shapes(camera, self.engine.rules, self.engine.cameras)
+            frame = PreviewFrame(
+                camera, slot.seq, slot.t_wall, slot.frame.copy(), dets, tuple(self.model.labels), shapes
+            )
+            tap.offer(frame)
+        except Exception:
+            log.exception("preview: could not take a frame of camera %s", camera)
 
     def _dispatch(self, ch: CameraChannel, events: list[Event], slot: Slot | None) -> None:
         pictures = self.snapshots or self.preview is not None
@@ -406,6 +434,4 @@ class InferenceWorker(threading.Thread):
             event.type, event.id[:8], event.camera, event.rule, event.label, event.score, event.t_frame,
         )  # fmt: skip
         shapes = camera_shapes(event.camera, self.engine.rules, self.engine.cameras, only_rule=event.rule)
-        if self.preview is not None:
-            self.preview.add_event(payload, image, shapes)
-        self.dispatcher.submit(EventEnvelope(payload, image if self.snapshots else None, shapes))
+        self.dispatcher.submit(EventEnvelope(payload, image, shapes))

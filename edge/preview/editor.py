@@ -12,6 +12,8 @@ Nothing is written unless the user asks, and then never over the original (``sav
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -21,7 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
-from edge.config.loader import parse_config
+from edge.config.loader import MAX_CONFIG_BYTES, parse_config
 from edge.config.preflight import preflight
 from edge.errors import ConfigError
 
@@ -74,16 +76,33 @@ def _flow_points(points: Sequence[tuple[float, float]]) -> str:
     return "[" + ", ".join(f"[{x:g}, {y:g}]" for x, y in points) + "]"
 
 
+def scalar(text: str) -> str:
+    """``text`` as a YAML scalar that reads back as that string: plain when it can be (``door``),
+    quoted when plain would mean something else (``on`` is true, ``a: b`` a mapping)."""
+    if text and text.strip() == text and not any(c in text for c in ",[]{}#&*!|>'\"%@`"):
+        try:
+            if yaml.safe_load(text) == text:
+                return text
+        except yaml.YAMLError:
+            pass
+    return json.dumps(text)
+
+
+def _flow_list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(scalar(i) for i in items) + "]"
+
+
 def snippet(drawing: Drawing, existing_rule: bool) -> str:
     """The YAML a person pastes into the config (top-level keys included)."""
     pts = _flow_points(drawing.points)
+    cam = scalar(drawing.camera)
     if drawing.kind == "mask":
-        return f"cameras:\n  {drawing.camera}:\n    masks:\n      - {pts}\n"
-    lines = ["rules:", f"  {drawing.rule or 'RULE_NAME'}:"]
+        return f"cameras:\n  {cam}:\n    masks:\n      - {pts}\n"
+    lines = ["rules:", f"  {scalar(drawing.rule) if drawing.rule else 'RULE_NAME'}:"]
     if not existing_rule:
-        lines.append(f"    cameras: [{drawing.camera}]")
+        lines.append(f"    cameras: {_flow_list([drawing.camera])}")
         if drawing.labels:
-            lines.append(f"    labels: [{', '.join(drawing.labels)}]")
+            lines.append(f"    labels: {_flow_list(drawing.labels)}")
     lines.append(f"    zone: {pts}")
     return "\n".join(lines) + "\n"
 
@@ -172,8 +191,12 @@ def _splice(text: str, drawing: Drawing) -> str:
             rule = existing[1]
             zone = _mapping_get(rule, "zone")
             if zone is not None:
-                s, e = zone[1].start_mark.index, zone[1].end_mark.index
-                return text[:s] + pts + text[e:]
+                node = zone[1]
+                start = node.start_mark.index
+                if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
+                    end = _line_end(text, node.value[-1].end_mark.index)  # a block list: whole lines
+                    return text[:start] + pts + "\n" + text[end:]
+                return text[:start] + pts + text[node.end_mark.index :]
             if not isinstance(rule, yaml.MappingNode) or rule.flow_style:
                 raise ValueError("the rule is not a block mapping")
             indent = " " * rule.value[0][0].start_mark.column
@@ -187,11 +210,14 @@ def _splice(text: str, drawing: Drawing) -> str:
     return text + sep + snippet(drawing, existing_rule=False)
 
 
+REWRITTEN = "# written by edge preview: the original's comments could not be kept\n"
+
+
 def candidate_text(text: str, drawing: Drawing) -> str:
-    """The original config text with the drawing added, verified to mean exactly that."""
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise ValueError("the config's top level is not a mapping")
+    """The original config text with the drawing added, verified to mean exactly that; when
+    the original's layout allows no faithful splice, the whole config written out again (it
+    then starts with ``REWRITTEN``)."""
+    data = _load(text)
     want = merged(data, drawing)
     try:
         out = _splice(text, drawing)
@@ -199,8 +225,29 @@ def candidate_text(text: str, drawing: Drawing) -> str:
             return out
     except (ValueError, yaml.YAMLError, IndexError):
         pass
-    header = "# written by edge preview: the original's comments could not be kept\n"
-    return header + yaml.safe_dump(want, sort_keys=False, default_flow_style=None, allow_unicode=True)
+    return REWRITTEN + yaml.safe_dump(want, sort_keys=False, default_flow_style=None, allow_unicode=True)
+
+
+def _load(text: str) -> dict[str, Any]:
+    """The config's data; ValueError when it is not YAML or not a mapping any more."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(f"the config no longer parses as YAML{where}; fix it first") from None
+    if not isinstance(data, dict):
+        raise ValueError("the config's top level is not a mapping")
+    return data
+
+
+def read_config_text(path: Path) -> str:
+    """The config file's text, within the loader's size limit."""
+    with path.open("rb") as fh:
+        raw = fh.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ValueError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB")
+    return raw.decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -208,6 +255,7 @@ class CheckResult:
     snippet: str
     problems: tuple[str, ...]
     candidate: str
+    note: str = ""  # what the person should know besides problems (other cameras, comments lost)
 
     @property
     def ok(self) -> bool:
@@ -220,36 +268,58 @@ def check_drawing(
     """The snippet for the drawing, and the problems ``edge check-config`` would report for the
     config with the drawing added (config problems name ``config_name``)."""
     problems: list[str] = []
-    if len(drawing.points) < (3 if drawing.kind in ("zone", "mask") else 2):
+    if len(drawing.points) < 3:
         problems.append(f"a {drawing.kind} needs at least 3 points; click more")
     if drawing.kind == "zone" and not _NAME.match(drawing.rule):
         problems.append("the rule needs a name: letters, digits, '_' or '-' (at most 64)")
-    data = yaml.safe_load(text) or {}
-    rules = data.get("rules") if isinstance(data, dict) else None
-    existing = isinstance(rules, dict) and drawing.rule in rules
-    snip = snippet(drawing, existing_rule=existing)
+    try:
+        data = _load(text)
+    except ValueError as exc:
+        return CheckResult("", (f"{config_name}: {exc}",), "")
+    rules = data.get("rules")
+    rule = rules.get(drawing.rule) if isinstance(rules, dict) and drawing.kind == "zone" else None
+    snip = snippet(drawing, existing_rule=rule is not None)
+    note = ""
+    if isinstance(rule, dict):
+        cams = [str(c) for c in rule.get("cameras") or []]
+        if drawing.camera not in cams:
+            problems.append(
+                f"rule {drawing.rule!r} does not watch camera {drawing.camera!r} (its cameras: "
+                f"{', '.join(cams) or 'none'}); pick another name for a new rule"
+            )
+        elif len(cams) > 1:
+            others = ", ".join(c for c in cams if c != drawing.camera)
+            note = f"rule {drawing.rule!r} also uses this zone on camera(s) {others}"
     if problems:
-        return CheckResult(snip, tuple(problems), "")
+        return CheckResult(snip, tuple(problems), "", note)
     cand = candidate_text(text, drawing)
+    if cand.startswith(REWRITTEN):
+        note = "; ".join(
+            filter(None, [note, "the saved file is the config written out again: its comments are not kept"])
+        )
     try:
         loaded = parse_config(cand, config_name, overrides)
         problems = preflight(loaded, check_models=check_models)
     except ConfigError as exc:
         problems = list(exc.issues)
-    return CheckResult(snip, tuple(problems), cand)
+    return CheckResult(snip, tuple(problems), cand, note)
 
 
 def save_beside(config: Path, text: str, clock: float | None = None) -> Path:
     """Write ``text`` to a new file beside ``config`` (``<stem>.preview-<time>.yaml``), never
-    over an existing file; raises OSError when the folder is not writable."""
+    over an existing file, readable by no one the config is not readable by (its mode); raises
+    OSError when the folder is not writable."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(clock))
+    mode = config.stat().st_mode & 0o666
     for n in range(100):
         suffix = f"-{n}" if n else ""
         out = config.with_name(f"{config.stem}.preview-{stamp}{suffix}.yaml")
         try:
-            with out.open("x", encoding="utf-8") as fh:
-                fh.write(text)
-            return out
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         except FileExistsError:
             continue
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(out, mode)  # the umask may have taken bits away; never more than the config
+        return out
     raise OSError(f"{config.parent}: too many preview files named {config.stem}.preview-{stamp}-*.yaml")

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -32,7 +34,7 @@ from edge import __version__
 from edge.config.schema import EdgeConfig, PreviewConfig
 from edge.errors import EdgeError
 from edge.overlay import camera_shapes, css_colour
-from edge.preview.editor import Drawing, check_drawing, save_beside
+from edge.preview.editor import Drawing, check_drawing, read_config_text, save_beside
 from edge.preview.tap import PreviewFrame, PreviewTap, encode_jpeg, render, scaled
 from edge.telemetry.figures import Figures
 
@@ -104,11 +106,12 @@ class PreviewServer:
             return
         self._closed = True
         self.stopping.set()
-        self.tap.wake_all()
+        self.tap.close()
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join()
-        self._server.server_close()  # joins the request threads (streams end on ``stopping``)
+        self._server.drop_connections()  # a page's keep-alive connection would hold its thread
+        self._server.server_close()  # joins the request threads, which end at once now
 
     # -- what the page reads -------------------------------------------------------------------
 
@@ -167,11 +170,14 @@ class PreviewServer:
         if drawing.camera not in self.source.config().cameras:
             return 400, {"error": f"unknown camera {drawing.camera!r}"}
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            return 500, {"error": f"{path}: cannot read: {exc.strerror or exc}"}
+            text = read_config_text(path)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return 200, {"yaml": "", "problems": [f"{path}: cannot read: {reason}"], "ok": False}
         result = check_drawing(text, str(path), drawing, self.source.overrides)
         out: dict[str, Any] = {"yaml": result.snippet, "problems": list(result.problems), "ok": result.ok}
+        if result.note:
+            out["note"] = result.note
         if save and result.ok:
             try:
                 out["saved"] = str(save_beside(path, result.candidate))
@@ -204,6 +210,24 @@ class _Rates:
             return dict(self._rates)
 
 
+def host_allowed(header: str, configured: str) -> bool:
+    """The request's ``Host`` names this server: localhost, the configured host, or an IP
+    address (DNS rebinding needs a host *name* that resolves to us; an address cannot)."""
+    try:
+        name = urlsplit("//" + header.strip()).hostname
+    except ValueError:
+        return False
+    if not name:
+        return False
+    if name in ("localhost", configured.lower()):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _static(name: str) -> bytes:
     return (resources.files("edge.preview") / "static" / name).read_bytes()
 
@@ -219,6 +243,9 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing --------------------------------------------------------------------------------
 
     def _send(self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        if code >= 400 or self.server.preview.stopping.is_set():
+            # A refused request's body is never read: close, so it cannot pass for a request.
+            self.close_connection = True
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -227,6 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Frame-Options", "DENY")
         for k, v in (extra or {}).items():
             self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -240,9 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _allowed(self) -> bool:
         preview = self.server.preview
         cfg = preview.cfg
-        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
-        allowed = {"localhost", "127.0.0.1", "::1", cfg.host.lower()}
-        if host not in allowed:
+        if not host_allowed(self.headers.get("Host") or "", cfg.host):
             self._error(421, f"this preview answers to {cfg.host}, localhost or 127.0.0.1 only")
             return False
         if cfg.username and cfg.password is not None:
@@ -330,7 +357,9 @@ class _Handler(BaseHTTPRequestHandler):
         while not preview.stopping.is_set():
             tap.watch(camera)
             nxt = tap.wait_frame(camera, frame, 1.0)
-            if nxt is None:
+            if nxt is None:  # no new frame: is the viewer still there, and the camera?
+                if self._client_gone() or camera not in preview.source.config().cameras:
+                    return
                 continue
             frame = nxt
             data = preview.encoded.get(frame, False, cfg.width, cfg.quality)
@@ -340,6 +369,14 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self.wfile.write(head.encode("ascii") + data + b"\r\n")
             self.wfile.flush()
+
+    def _client_gone(self) -> bool:
+        """The viewer closed the connection (it sends nothing else while it reads a stream)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     # -- POST ------------------------------------------------------------------------------------
 
@@ -381,16 +418,34 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        threading.current_thread().name = "preview-request"
-        super().process_request_thread(request, client_address)
-
     def __init__(
         self, family: socket.AddressFamily, address: tuple[str, int], preview: PreviewServer
     ) -> None:
         self.address_family = family
         self.preview = preview
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        threading.current_thread().name = "preview-request"
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
+    def drop_connections(self) -> None:
+        """Shut every open connection down, so each request thread ends now."""
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def _bind(host: str, port: int, preview: PreviewServer) -> _Server:

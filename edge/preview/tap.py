@@ -4,7 +4,11 @@ Inference workers call ``wants(camera)`` for every processed frame; it is two di
 and is False unless somebody watched that camera in the last ``viewer_timeout`` seconds and the
 frame-rate cap allows another frame. Only then does the worker copy the frame and its
 detections (``offer``). Nothing is scaled, drawn or encoded on the worker: the HTTP threads do
-that for the viewers, so a daemon nobody watches pays nothing for the preview.
+that for the viewers, so a daemon nobody watches pays nothing per frame for the preview.
+
+Events reach the page through ``PreviewEventsAction`` on the actions thread, which keeps the
+last ``MAX_EVENTS`` with a small picture of each ``new`` event's frame (the frame the worker
+copies for snapshots anyway).
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ class PreviewTap:
     _latest: dict[str, PreviewFrame] = field(default_factory=dict)
     _events: deque[PreviewEvent] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
     _changed: threading.Condition = field(default_factory=threading.Condition)
+    _closing: bool = False
     offered: int = 0  # frames copied for viewers since start (the preview's only cost on workers)
 
     # -- worker side -------------------------------------------------------------------------
@@ -136,7 +141,7 @@ class PreviewTap:
 
     def watching(self) -> list[str]:
         now = self.clock()
-        return sorted(c for c, until in self._watched_until.items() if until > now)
+        return sorted(c for c, until in list(self._watched_until.items()) if until > now)
 
     def latest(self, camera: str) -> PreviewFrame | None:
         return self._latest.get(camera)
@@ -144,13 +149,16 @@ class PreviewTap:
     def wait_frame(self, camera: str, after: PreviewFrame | None, timeout: float) -> PreviewFrame | None:
         """The camera's latest frame once it is not ``after``; None after ``timeout`` seconds."""
         with self._changed:
-            self._changed.wait_for(lambda: self._latest.get(camera) not in (None, after), timeout)
+            self._changed.wait_for(
+                lambda: self._closing or self._latest.get(camera) not in (None, after), timeout
+            )
             frame = self._latest.get(camera)
-        return None if frame is None or frame is after else frame
+        return None if frame is None or frame is after or self._closing else frame
 
-    def wake_all(self) -> None:
-        """Wake every waiting viewer (at shutdown)."""
+    def close(self) -> None:
+        """End every wait at once, and every later one (at shutdown)."""
         with self._changed:
+            self._closing = True
             self._changed.notify_all()
 
     def forget(self, camera: str) -> None:
@@ -164,14 +172,37 @@ class PreviewTap:
             return list(self._events)
 
     def event_jpeg(self, event_id: str, quality: int) -> bytes | None:
-        """The event's picture as JPEG (encoded on first request, then kept)."""
+        """The event's picture as JPEG (encoded on first request, outside the lock, then kept)."""
+        with self._changed:
+            found = next((e for e in self._events if e.payload.get("id") == event_id), None)
+        if found is None or found.picture is None:
+            return None
+        if found.jpeg is not None:
+            return found.jpeg
+        done = PreviewEvent(found.payload, found.picture, encode_jpeg(found.picture, quality))
         with self._changed:
             for i, ev in enumerate(self._events):
-                if ev.payload.get("id") != event_id or ev.picture is None:
-                    continue
-                if ev.jpeg is not None:
-                    return ev.jpeg
-                done = PreviewEvent(ev.payload, ev.picture, encode_jpeg(ev.picture, quality))
-                self._events[i] = done
-                return done.jpeg
-        return None
+                if ev is found:
+                    self._events[i] = done
+        return done.jpeg
+
+
+class PreviewEventsAction:
+    """The action that shows events on the preview page (on the actions thread, like every
+    action): it keeps each event, and a small picture of a ``new`` event's frame."""
+
+    name = "preview"
+    files_removed = 0
+
+    def __init__(self, tap: PreviewTap) -> None:
+        self.tap = tap
+
+    def handle(self, env: Any) -> bool:
+        self.tap.add_event(env.payload, env.image, env.shapes)
+        return True
+
+    def tick(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -88,12 +88,14 @@ function kind() { return document.querySelector("input[name=kind]:checked").valu
 function openEditor(camera) {
   editor.camera = camera;
   editor.points = [];
+  editor.image = null; // clicks count only on this camera's frame, once it is shown
   $("#editor-camera").textContent = camera;
   $("#editor").classList.add("open");
   const cam = status && status.cameras.find((c) => c.name === camera);
   $("#rule-names").replaceChildren(...((cam && cam.rules) || []).map((r) => el("option", { value: r })));
   const img = new Image();
   img.onload = () => {
+    if (editor.camera !== camera) return; // another camera was picked meanwhile
     editor.image = img;
     const canvas = $("#editor-canvas");
     canvas.width = img.naturalWidth;
@@ -172,6 +174,7 @@ async function check() {
     $("#yaml").textContent = res.yaml;
     $("#problems").replaceChildren(...res.problems.map((p) => el("li", { textContent: p })));
     st.textContent = res.ok ? "valid: edge check-config accepts the config with this drawing" : "not valid yet";
+    $("#note").textContent = res.note || "";
     st.className = res.ok ? "ok" : "bad";
     $("#save").disabled = !res.ok;
   } catch (err) {
@@ -185,6 +188,7 @@ async function check() {
 }
 
 $("#editor-canvas").addEventListener("click", (ev) => {
+  if (!editor.image) return;
   const c = ev.currentTarget.getBoundingClientRect();
   const x = Math.min(1, Math.max(0, (ev.clientX - c.left) / c.width));
   const y = Math.min(1, Math.max(0, (ev.clientY - c.top) / c.height));
