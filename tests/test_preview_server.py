@@ -218,6 +218,7 @@ def test_basic_auth_when_credentials_are_set(models_dir: Path, demo_clip: Path, 
     [
         ("{enabled: true, host: 0.0.0.0}", "set preview.username and preview.password"),
         ("{enabled: true, host: 192.0.2.1, username: me}", "set preview.username and preview.password"),
+        ("{enabled: true, host: 0.0.0.0, username: me, password: ''}", "set preview.username and preview.password"),
         ("{enabled: true, fps: 0}", "preview.fps"),
         ("{enabled: true, port: 70000}", "preview.port"),
     ],
