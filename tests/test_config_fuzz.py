@@ -171,9 +171,11 @@ def _valid(schema: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
             return st.one_of(st.sampled_from(["state", "s/t", "clip.mp4", "blazeface", "/tmp", "~/x"]), TEXT)
         return st.one_of(st.sampled_from(["blazeface", "blazepose", "face", "localhost", "edge"]), TEXT, ODD_TEXT)
     if kind == "integer":
-        return st.integers(schema.get("minimum", -5), schema.get("maximum", 10**6))
+        low = schema.get("minimum", -5)
+        return st.integers(low, schema.get("maximum", max(low, 10**6)))
     if kind == "number":
-        return st.one_of(st.floats(schema.get("minimum", -1.0), schema.get("maximum", 1e6)), st.floats())
+        low = schema.get("minimum", -1.0)
+        return st.one_of(st.floats(low, schema.get("maximum", max(low, 1e6))), st.floats())
     if kind == "boolean":
         return st.booleans()
     if kind == "null":

@@ -112,8 +112,9 @@ def test_ensure_venv_makes_keeps_and_remakes(tmp_path: Path) -> None:
     assert ensure_venv(venv, "python3").stdout == ""  # PYTHON names the interpreter that made it
 
     # A venv whose interpreter went away (an upgrade, a moved pyenv) is made again.
-    (venv / "bin/python3").unlink()
-    (venv / "bin/python3").symlink_to(tmp_path / "no-such-python")
+    for exe in (venv / "bin").glob("python*"):  # python, python3, python3.X: each may point anywhere
+        exe.unlink()
+        exe.symlink_to(tmp_path / "no-such-python")
     remade = ensure_venv(venv)
     assert "-m venv" in remade.stdout
     assert subprocess.run([str(venv / "bin/python"), "-c", ""]).returncode == 0
