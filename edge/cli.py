@@ -44,15 +44,26 @@ class _Parser(argparse.ArgumentParser):
 # -- argument types: a ValueError or ArgumentTypeError becomes "argument --x: <message>" --------
 
 
-def positive_int(text: str) -> int:
-    """An integer of at least 1."""
+def whole_number(text: str, low: int, high: int | None = None) -> int:
+    """An integer from ``low`` (to ``high``), or an argparse error saying so."""
+    span = f"at least {low}" if high is None else f"{low} to {high}"
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number {span}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
+    return whole_number(text, 1)
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 to 65535 (0 picks a free one)."""
+    return whole_number(text, 0, 65535)
 
 
 def fraction(text: str) -> float:
@@ -219,17 +230,6 @@ def _add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         )
 
     p.set_defaults(handler=handler)
-
-
-def port_number(text: str) -> int:
-    """A TCP port, 0 to 65535 (0 picks a free one)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {value}")
-    return value
 
 
 def _add_preview(sub: Subparsers, common: argparse.ArgumentParser) -> None:

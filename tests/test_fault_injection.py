@@ -22,7 +22,7 @@ import pytest
 from broker import Broker, Subscriber, free_port
 from conftest import restore_signal_handlers, wait_until
 from disks import fill, small_tmpfs
-from test_rtsp_reconnect import RtspServer, gst_rtsp_available
+from test_rtsp_reconnect import RtspServer, require_gst_rtsp
 
 from edge.alerts.actions import ActionDispatcher, EventEnvelope
 from edge.alerts.outbox import OutboxStore
@@ -74,8 +74,7 @@ def open_fds() -> int:
 @pytest.mark.slow
 def test_everything_at_once(models_dir: Path, demo_clip: Path, tmp_path: Path, small_disk: Path,
                             monkeypatch: pytest.MonkeyPatch) -> None:
-    if not gst_rtsp_available():
-        pytest.skip("GStreamer RTSP server (python3-gi) not installed")
+    require_gst_rtsp()
     made: list[dict[str, object]] = []
     made_lock = threading.Lock()
     submit = ActionDispatcher.submit

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from broker import free_port
-from test_rtsp_reconnect import RtspServer, gst_rtsp_available
+from test_rtsp_reconnect import RtspServer, require_gst_rtsp
 
 REPO = Path(__file__).resolve().parent.parent
 FACE_FRAMES, BLANK_FRAMES, FPS = 6, 4, 10.0
@@ -136,10 +136,7 @@ def test_unreadable_inputs_are_one_line_each_without_opencv_noise(
 def test_stream_url_runs_until_interrupted(models_dir: Path, tmp_path: Path) -> None:
     """A live RTSP stream (GStreamer's test pattern, no face): a line per sampled frame until
     SIGINT, then exit 130 with the annotated MP4 finished."""
-    if not gst_rtsp_available():
-        if os.environ.get("CI"):
-            pytest.fail("GStreamer RTSP server must be installed in CI (tools/test.sh installs it)")
-        pytest.skip("python3-gi / gir1.2-gst-rtsp-server-1.0 not installed")
+    require_gst_rtsp()
     server = RtspServer(free_port())
     server.start()
     url = f"rtsp://127.0.0.1:{server.port}/cam"

@@ -16,24 +16,15 @@ REPO = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((REPO / "edge" / "alerts" / "schemas" / "event.v1.json").read_text())
 
 
+def demo_command(broker: Broker, state: Path, clip: Path, *extra: str) -> list[str]:
+    """``edge run configs/demo.yaml`` on this test's broker, state folder and clip."""
+    sets = [f"mqtt.port={broker.port}", f"state_dir={state}", f"cameras.entrance.source.path={clip}"]
+    return ["edge", "run", "configs/demo.yaml", *(a for s in sets for a in ("--set", s)), *extra]
+
+
 def run_demo(broker: Broker, state: Path, clip: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            "edge",
-            "run",
-            "configs/demo.yaml",
-            "--set",
-            f"mqtt.port={broker.port}",
-            "--set",
-            f"state_dir={state}",
-            "--set",
-            f"cameras.entrance.source.path={clip}",
-            *extra,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        demo_command(broker, state, clip, *extra), cwd=REPO, capture_output=True, text=True, timeout=300
     )
 
 
@@ -140,23 +131,9 @@ def test_sigterm_stops_cleanly_with_exit_0(
     import time
 
     proc = subprocess.Popen(
-        [
-            "edge",
-            "run",
-            "configs/demo.yaml",
-            "--set",
-            f"mqtt.port={broker.port}",
-            "--set",
-            f"state_dir={tmp_path}",
-            "--set",
-            f"cameras.entrance.source.path={demo_clip}",
-            "--set",
-            "cameras.entrance.source.loop=true",
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+        demo_command(broker, tmp_path, demo_clip, "--set", "cameras.entrance.source.loop=true"),
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     assert subscriber.wait_for("edge/demo/events", 1, timeout=60), "no event before SIGTERM"
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)

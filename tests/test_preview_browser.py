@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import yaml
 from edge.config import load_config
 from edge.daemon.app import Application
 from tests.conftest import wait_until
-from tests.test_preview_server import config_text
+from tests.test_preview_server import start_daemon, stop_daemon
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -67,18 +65,11 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 @pytest.fixture
 def daemon(models_dir: Path, demo_clip: Path, tmp_path: Path) -> Iterator[Application]:
-    path = tmp_path / "edge.yaml"
-    path.write_text(config_text(tmp_path, demo_clip, "{enabled: true, port: 0}"))
-    app = Application(load_config(path))
-    app.start()
-    runner = threading.Thread(target=app.run)
-    runner.start()
+    app, runner = start_daemon(tmp_path, demo_clip, "{enabled: true, port: 0}")
     try:
         yield app
     finally:
-        app._signals.put(signal.SIGTERM)
-        runner.join(60)
-        assert not runner.is_alive(), "edge did not stop"
+        stop_daemon(app, runner)
 
 
 FRAME_HASH = """

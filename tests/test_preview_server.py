@@ -47,20 +47,30 @@ preview: {preview}
 """
 
 
-@pytest.fixture
-def daemon(models_dir: Path, demo_clip: Path, tmp_path: Path) -> Iterator[Application]:
+def start_daemon(tmp_path: Path, clip: Path, preview: str) -> tuple[Application, threading.Thread]:
+    """A running edge (its main loop on a thread) for ``config_text``; stop with ``stop_daemon``."""
     path = tmp_path / "edge.yaml"
-    path.write_text(config_text(tmp_path, demo_clip, "{enabled: true, port: 0, fps: 10}"))
+    path.write_text(config_text(tmp_path, clip, preview))
     app = Application(load_config(path))
     app.start()
     runner = threading.Thread(target=app.run)
     runner.start()
+    return app, runner
+
+
+def stop_daemon(app: Application, runner: threading.Thread) -> None:
+    app._signals.put(signal.SIGTERM)
+    runner.join(60)
+    assert not runner.is_alive(), "edge did not stop"
+
+
+@pytest.fixture
+def daemon(models_dir: Path, demo_clip: Path, tmp_path: Path) -> Iterator[Application]:
+    app, runner = start_daemon(tmp_path, demo_clip, "{enabled: true, port: 0, fps: 10}")
     try:
         yield app
     finally:
-        app._signals.put(signal.SIGTERM)
-        runner.join(60)
-        assert not runner.is_alive()
+        stop_daemon(app, runner)
 
 
 def request(
@@ -218,7 +228,10 @@ def test_basic_auth_when_credentials_are_set(models_dir: Path, demo_clip: Path, 
     [
         ("{enabled: true, host: 0.0.0.0}", "set preview.username and preview.password"),
         ("{enabled: true, host: 192.0.2.1, username: me}", "set preview.username and preview.password"),
-        ("{enabled: true, host: 0.0.0.0, username: me, password: ''}", "set preview.username and preview.password"),
+        (
+            "{enabled: true, host: 0.0.0.0, username: me, password: ''}",
+            "set preview.username and preview.password",
+        ),
         ("{enabled: true, fps: 0}", "preview.fps"),
         ("{enabled: true, port: 70000}", "preview.port"),
     ],
@@ -369,12 +382,7 @@ def test_a_refused_requests_body_is_never_run_as_a_request(daemon: Application, 
 def test_stop_ends_open_pages_at_once(models_dir: Path, demo_clip: Path, tmp_path: Path) -> None:
     """A page polls the status on a keep-alive connection and reads the stream: stopping edge
     must not wait for either (it used to wait for the page to go away)."""
-    path = tmp_path / "edge.yaml"
-    path.write_text(config_text(tmp_path, demo_clip, "{enabled: true, port: 0}"))
-    app = Application(load_config(path))
-    app.start()
-    runner = threading.Thread(target=app.run)
-    runner.start()
+    app, runner = start_daemon(tmp_path, demo_clip, "{enabled: true, port: 0}")
     assert app.preview is not None
     port = app.preview.port
     polling = threading.Event()

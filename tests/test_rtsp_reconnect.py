@@ -32,6 +32,14 @@ def gst_rtsp_available() -> bool:
     return os.path.exists(SYSTEM_PYTHON) and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
 
 
+def require_gst_rtsp() -> None:
+    """Skip without GStreamer's RTSP server here; under CI (which installs it) fail instead."""
+    if not gst_rtsp_available():
+        if os.environ.get("CI"):
+            pytest.fail("GStreamer RTSP server must be installed in CI (tools/test.sh installs it)")
+        pytest.skip("python3-gi / gir1.2-gst-rtsp-server-1.0 not installed")
+
+
 class RtspServer:
     def __init__(self, port: int) -> None:
         self.port = port
@@ -65,10 +73,7 @@ class RtspServer:
 
 @pytest.fixture
 def rtsp_server() -> Iterator[RtspServer]:
-    if not gst_rtsp_available():
-        if os.environ.get("CI"):
-            pytest.fail("GStreamer RTSP server must be installed in CI (tools/test.sh installs it)")
-        pytest.skip("python3-gi / gir1.2-gst-rtsp-server-1.0 not installed")
+    require_gst_rtsp()
     server = RtspServer(free_port())
     server.start()
     yield server

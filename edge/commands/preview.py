@@ -62,12 +62,7 @@ def cmd_preview(
     app = Application(LoadedConfig(cfg, loaded.source, loaded.path), overrides=tuple(overrides))
     app.preview_only = True
     app.adjust = functools.partial(preview_config, host=host, port=port)  # a reload keeps them
-    app.install_signal_handlers()
-    try:
-        app.start()
-    except BaseException:
-        app.stop()
-        raise
+    app.launch()
     assert app.preview is not None
     print(f"preview of {config} on {app.preview.url} (Ctrl-C to stop)", flush=True)
     result = app.run()

@@ -25,12 +25,7 @@ def cmd_run(
     loaded = load_checked(config, overrides)  # the same checks and lines as check-config
     setup_logging(log_level or loaded.config.log_level, log_format or loaded.config.log_format)
     app = Application(loaded, max_frames=max_frames, duration=duration, overrides=tuple(overrides))
-    app.install_signal_handlers()
-    try:
-        app.start()
-    except BaseException:
-        app.stop()
-        raise
+    app.launch()
     result = app.run()
     log.info(
         "stopped (%s): %d frame(s) processed, %d event(s), %.1f s",

@@ -257,6 +257,15 @@ class Application:
             entities = sorted((cam, rule) for rule, cam in pairs)
             Discovery(self.publisher, ha.prefix, cfg.mqtt.device, entities, self.state_dir).start()
 
+    def launch(self) -> None:
+        """For commands: signal handlers, then ``start``; anything that fails stops what started."""
+        self.install_signal_handlers()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+
     def figures(self) -> Figures:
         """One snapshot of every figure: the status line, ``stats`` and Prometheus read it."""
         return build_figures(self)
