@@ -43,6 +43,10 @@ def test_install_is_idempotent_and_uninstall_keeps_config(tmp_path: Path, models
     first = install(root)
     assert first.returncode == 0, first.stderr
     assert staged_edge(root, "--version").stdout.startswith("edge ")
+    # Package data is installed too: the event schemas and the preview page.
+    probe = "from importlib import resources; print(len((resources.files('edge.preview') / 'static' / 'app.js').read_bytes()))"
+    page = subprocess.run([str(root / "opt/edge/venv/bin/python"), "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert page.returncode == 0 and int(page.stdout) > 1000, page.stderr
     assert (root / "etc/systemd/system/edge.service").read_text() == (REPO / "systemd/edge.service").read_text()
     assert (root / "etc/systemd/system/edge@.service").exists()
     assert (root / "opt/edge/models/blazepose/model.yaml").exists()
