@@ -1,0 +1,427 @@
+"""ByteTrack-style multi-object tracker on frame time.
+
+Each ``update`` takes one frame's detections and its time in seconds:
+
+1. every track's box is predicted to the frame time (constant-velocity Kalman, own ``dt``);
+2. stage 1 matches high-score detections to confirmed tracks, active or lost (IoU);
+3. stage 2 matches the low-score detections to confirmed tracks left, with a stricter IoU: an
+   occluded object scores low, and this is what keeps its id through the occlusion;
+4. stages 3 and 4 match the high-score detections left to confirmed, then tentative tracks by the
+   Kalman (Mahalanobis) distance: at a low fps an object that starts, stops or has no known
+   speed yet moves further than its own width between frames, and IoU alone loses it;
+5. unmatched tentative tracks are dropped, unmatched confirmed tracks become lost and end once lost
+   longer than ``lost_seconds``; unmatched detections scoring at least ``new_track_score`` start
+   tentative tracks, confirmed (and given an id) after ``confirm_frames`` matched frames.
+
+Matching is class-aware and optimal (SciPy's ``linear_sum_assignment``). Everything runs on frame
+time, so a file gives the same ids on every run (no clock, no randomness, ties broken by creation
+and input order), and the fps cap does not change how long a track survives. The track table is
+bounded by ``max_tracks``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
+
+from edge.tracking.kalman import BoxKalman, MotionNoise, state_to_xyxy
+from edge.types import Detections
+
+F64 = npt.NDArray[np.float64]
+Box = tuple[float, float, float, float]
+
+GATE_CHI2_4 = 9.4877  # chi-square, 4 degrees of freedom, 95 %: the Mahalanobis gate of new tracks
+ID_LIMIT = 2**31 - 1  # tracker ids are int32; the counter wraps to 1 after this
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Thresholds of the tracker. Scores are detection scores in [0, 1]; times are seconds.
+
+    ``high_score``/``low_score``: detections at or above ``high_score`` take part in every stage,
+    those in [``low_score``, ``high_score``) only keep existing tracks alive, lower ones are
+    ignored. ``new_track_score``: least score that starts a track. ``match_iou``: least IoU of a
+    high-score match, ``low_match_iou`` of a low-score one. ``confirm_frames``: matched frames
+    before a track gets an id. ``lost_seconds``: how long a confirmed track is kept unseen.
+    ``stationary``: the track's centre stayed within ``stationary_fraction`` of its larger side of
+    one spot for ``stationary_seconds`` (a parked car, a left bag); measured from an anchor that
+    moves to the current centre whenever the track leaves that radius, so it costs O(1) per track.
+    ``max_tracks``: bound of the track table; lost tracks longest unseen go first, and beyond that
+    no new track starts until there is room.
+    """
+
+    high_score: float = 0.5
+    low_score: float = 0.1
+    new_track_score: float = 0.6
+    match_iou: float = 0.3
+    low_match_iou: float = 0.5
+    confirm_frames: int = 3
+    lost_seconds: float = 1.0
+    stationary_fraction: float = 0.1
+    stationary_seconds: float = 10.0
+    max_tracks: int = 512
+    motion: MotionNoise = field(default_factory=MotionNoise)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low_score <= self.high_score <= 1.0:
+            raise ValueError(
+                f"expected 0 <= low_score <= high_score <= 1, got {self.low_score} and {self.high_score}"
+            )
+        if not self.high_score <= self.new_track_score <= 1.0:
+            raise ValueError(f"expected high_score <= new_track_score <= 1, got {self.new_track_score}")
+        for name in ("match_iou", "low_match_iou"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value}")
+        for name in ("confirm_frames", "max_tracks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        for name in ("lost_seconds", "stationary_seconds", "stationary_fraction"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """Snapshot of one track after an update; safe to hand to another thread.
+
+    ``id`` is -1 until the track is confirmed. ``box`` is the filtered box (xyxy, frame pixels),
+    predicted while the track is lost. ``first_seen`` and ``last_seen`` are frame times of the first
+    and latest matched detection; ``score`` is the latest matched score, ``top_score`` the best.
+    """
+
+    id: int
+    class_id: int
+    box: Box
+    score: float
+    top_score: float
+    first_seen: float
+    last_seen: float
+    hits: int
+    confirmed: bool
+    lost: bool
+    stationary: bool
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """What one ``update`` gives back.
+
+    ``detections``: the input detections (same order and boxes) with ``tracker_id`` set to the id
+    of the confirmed track each one fed, or -1. ``stationary``: bool per detection, True when its
+    confirmed track is stationary. ``tracks``: every live track, confirmed and tentative, active
+    and recently lost, in creation order. ``ended``: confirmed tracks removed by this update (lost
+    too long, or pruned to honour ``max_tracks``); tentative tracks end silently.
+    """
+
+    detections: Detections
+    stationary: npt.NDArray[np.bool_]
+    tracks: tuple[Track, ...]
+    ended: tuple[Track, ...]
+
+
+class _State:
+    """Mutable per-track record, private to the tracker (never crosses a thread)."""
+
+    __slots__ = (
+        "anchor_t",
+        "anchor_x",
+        "anchor_y",
+        "class_id",
+        "confirmed",
+        "cov",
+        "first_seen",
+        "hits",
+        "id",
+        "last_seen",
+        "lost",
+        "mean",
+        "score",
+        "top_score",
+    )
+
+    def __init__(self, class_id: int, mean: F64, cov: F64, score: float, t: float) -> None:
+        self.id = -1
+        self.class_id = class_id
+        self.mean = mean
+        self.cov = cov
+        self.score = score
+        self.top_score = score
+        self.first_seen = t
+        self.last_seen = t
+        self.hits = 1
+        self.confirmed = False
+        self.lost = False
+        self.anchor_x = float(mean[0])
+        self.anchor_y = float(mean[1])
+        self.anchor_t = t
+
+    def stationary(self, seconds: float) -> bool:
+        return self.confirmed and self.last_seen - self.anchor_t >= seconds
+
+    def snapshot(self, stationary_seconds: float) -> Track:
+        cx, cy, w, h = self.mean[:4].tolist()  # plain floats: this runs for every track every frame
+        half_w, half_h = max(w, 1.0) / 2, max(h, 1.0) / 2
+        return Track(
+            id=self.id,
+            class_id=self.class_id,
+            box=(cx - half_w, cy - half_h, cx + half_w, cy + half_h),
+            score=self.score,
+            top_score=self.top_score,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            hits=self.hits,
+            confirmed=self.confirmed,
+            lost=self.lost,
+            stationary=self.stationary(stationary_seconds),
+        )
+
+
+def box_iou(a: F64, b: F64) -> F64:
+    """IoU of every box in ``a`` (M, 4) with every box in ``b`` (N, 4), xyxy: (M, N)."""
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros((a.shape[0], b.shape[0]))
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0.0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    out: F64 = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    return out
+
+
+def _assign(
+    gain: F64, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], threshold: float
+) -> list[tuple[int, int]]:
+    """Maximum-IoU matching of ``rows`` x ``cols`` of ``gain``; pairs below ``threshold`` are not edges.
+
+    Returns (row, col) pairs as indices into the full matrix, in row order.
+    """
+    if rows.size == 0 or cols.size == 0:
+        return []
+    sub = gain[np.ix_(rows, cols)]
+    sub = np.where(sub >= threshold, sub, 0.0)
+    if not sub.any():
+        return []
+    r, c = linear_sum_assignment(sub, maximize=True)
+    return [(int(rows[i]), int(cols[j])) for i, j in zip(r, c, strict=True) if sub[i, j] > 0.0]
+
+
+class ByteTracker:
+    """Tracker for one camera (and one model). Not thread-safe: one worker calls ``update``."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._kalman = BoxKalman(self.config.motion)
+        self._tracks: list[_State] = []  # creation order: makes every tie deterministic
+        self._next_id = 1
+        self._t: float | None = None
+
+    @property
+    def track_count(self) -> int:
+        """Tracks held right now (confirmed and tentative, active and lost); never above max_tracks."""
+        return len(self._tracks)
+
+    def reset(self) -> tuple[Track, ...]:
+        """Forget every track (the camera went offline); returns the confirmed ones, now ended.
+
+        The id counter keeps counting, so ids are not reused after the camera comes back.
+        """
+        ended = tuple(s.snapshot(self.config.stationary_seconds) for s in self._tracks if s.confirmed)
+        self._tracks = []
+        self._t = None
+        return ended
+
+    def _new_id(self) -> int:
+        tid = self._next_id
+        self._next_id = 1 if tid >= ID_LIMIT else tid + 1
+        return tid
+
+    def _predict(self, t: float) -> F64:
+        """Move every track to time ``t``; returns their predicted boxes (T, 4)."""
+        if not self._tracks:
+            return np.zeros((0, 4))
+        dt = 0.0 if self._t is None else max(t - self._t, 0.0)
+        mean = np.stack([s.mean for s in self._tracks])
+        cov = np.stack([s.cov for s in self._tracks])
+        if dt > 0.0:
+            mean, cov = self._kalman.predict(mean, cov, np.full(len(self._tracks), dt))
+            for i, s in enumerate(self._tracks):
+                s.mean, s.cov = mean[i], cov[i]
+        return state_to_xyxy(mean)
+
+    def update(self, detections: Detections, t_frame: float) -> TrackResult:
+        """Track one frame. ``t_frame``: the frame's time in seconds (monotonic; a time earlier than
+        the previous frame's is treated as the same time)."""
+        if not math.isfinite(t_frame):
+            raise ValueError(f"t_frame must be a finite number of seconds, got {t_frame}")
+        cfg = self.config
+        t = t_frame if self._t is None else max(t_frame, self._t)
+        predicted = self._predict(t)
+        self._t = t
+
+        n = len(detections)
+        boxes = detections.xyxy.astype(np.float64)
+        scores = detections.score
+        pairs = self._associate(detections, boxes, predicted)
+        det_state: list[_State | None] = [None] * n
+        for ti, di in pairs:
+            det_state[di] = self._tracks[ti]
+        self._correct(pairs, boxes, scores, t)
+
+        ended = self._retire(t)
+        fresh = [int(d) for d in np.flatnonzero(scores >= cfg.new_track_score) if det_state[d] is None]
+        room = cfg.max_tracks - len(self._tracks)
+        if len(fresh) > room:
+            ended += self._evict_lost(len(fresh) - room)
+            room = cfg.max_tracks - len(self._tracks)
+            fresh.sort(key=lambda d: (-float(scores[d]), d))  # best first when room is short
+            fresh = sorted(fresh[:room])
+        self._start(detections, boxes, fresh, det_state, t)
+        return self._result(detections, det_state, ended)
+
+    def _associate(self, detections: Detections, boxes: F64, predicted: F64) -> list[tuple[int, int]]:
+        """The matching stages; returns (track index, detection index) pairs.
+
+        1. IoU: confirmed tracks (active or lost) with high-score detections;
+        2. IoU (stricter): confirmed tracks left with low-score detections (occlusion);
+        3. motion gate: confirmed tracks left with high-score detections left;
+        4. motion gate: tentative tracks with high-score detections left.
+
+        The motion gate is the Kalman (Mahalanobis) distance: it catches what IoU misses at a low
+        fps, where an object that starts, stops or has no known speed yet moves further than its
+        own width between frames. All stages match only the same class.
+        """
+        cfg = self.config
+        tracks = self._tracks
+        scores = detections.score
+        gain = box_iou(predicted, boxes)
+        same_class = np.array([s.class_id for s in tracks], dtype=np.int64)[:, None] == detections.class_id[
+            None, :
+        ].astype(np.int64)
+        gain[~same_class] = 0.0
+
+        confirmed = np.array([i for i, s in enumerate(tracks) if s.confirmed], dtype=np.intp)
+        high = np.flatnonzero(scores >= cfg.high_score)
+        low = np.flatnonzero((scores >= cfg.low_score) & (scores < cfg.high_score))
+        pairs = _assign(gain, confirmed, high, cfg.match_iou)
+        used_t = {ti for ti, _ in pairs}
+        left = np.array([i for i in confirmed if i not in used_t], dtype=np.intp)
+        pairs += _assign(gain, left, low, cfg.low_match_iou)
+
+        for group in (
+            confirmed,
+            np.array([i for i, s in enumerate(tracks) if not s.confirmed], dtype=np.intp),
+        ):
+            used_t = {ti for ti, _ in pairs}
+            used_d = {di for _, di in pairs}
+            rows = np.array([i for i in group if i not in used_t], dtype=np.intp)
+            cols = np.array([d for d in high if d not in used_d], dtype=np.intp)
+            if rows.size == 0 or cols.size == 0:
+                continue
+            mean = np.stack([tracks[i].mean for i in rows])
+            cov = np.stack([tracks[i].cov for i in rows])
+            dist = self._kalman.gating_distance(mean, cov, boxes[cols])
+            close = np.zeros_like(gain)
+            close[np.ix_(rows, cols)] = np.maximum(GATE_CHI2_4 - dist, 0.0) / GATE_CHI2_4
+            close[~same_class] = 0.0
+            pairs += _assign(close, rows, cols, 1e-9)
+        return pairs
+
+    def _start(
+        self, detections: Detections, boxes: F64, fresh: list[int], det_state: list[_State | None], t: float
+    ) -> None:
+        """New tentative tracks (confirmed at once when ``confirm_frames`` is 1) at ``fresh`` detections."""
+        if not fresh:
+            return
+        cfg = self.config
+        idx = np.array(fresh, dtype=np.intp)
+        mean, cov = self._kalman.initiate(boxes[idx])
+        for k, d in enumerate(fresh):
+            s = _State(int(detections.class_id[d]), mean[k], cov[k], float(detections.score[d]), t)
+            if cfg.confirm_frames <= 1:
+                s.confirmed, s.id = True, self._new_id()
+            self._tracks.append(s)
+            det_state[d] = s
+
+    def _result(
+        self, detections: Detections, det_state: list[_State | None], ended: tuple[Track, ...]
+    ) -> TrackResult:
+        seconds = self.config.stationary_seconds
+        ids = np.array([-1 if s is None or not s.confirmed else s.id for s in det_state], dtype=np.int32)
+        still = np.array([s is not None and s.stationary(seconds) for s in det_state], dtype=np.bool_)
+        return TrackResult(
+            detections=Detections(
+                detections.xyxy, detections.score, detections.class_id, detections.keypoints, ids
+            ),
+            stationary=still,
+            tracks=tuple(s.snapshot(seconds) for s in self._tracks),
+            ended=ended,
+        )
+
+    def _correct(
+        self, pairs: list[tuple[int, int]], boxes: F64, scores: npt.NDArray[np.float32], t: float
+    ) -> None:
+        """Kalman-update matched tracks, count hits, confirm, move stationary anchors."""
+        cfg = self.config
+        matched = {ti for ti, _ in pairs}
+        if pairs:
+            ti_arr = np.array([p[0] for p in pairs], dtype=np.intp)
+            di_arr = np.array([p[1] for p in pairs], dtype=np.intp)
+            mean = np.stack([self._tracks[i].mean for i in ti_arr])
+            cov = np.stack([self._tracks[i].cov for i in ti_arr])
+            mean, cov = self._kalman.update(mean, cov, boxes[di_arr])
+            for k, (ti, di) in enumerate(pairs):
+                s = self._tracks[ti]
+                s.mean, s.cov = mean[k], cov[k]
+                s.hits += 1
+                s.last_seen = t
+                s.lost = False
+                s.score = float(scores[di])
+                s.top_score = max(s.top_score, s.score)
+                if not s.confirmed and s.hits >= cfg.confirm_frames:
+                    s.confirmed, s.id = True, self._new_id()
+                w, h = max(float(s.mean[2]), 1.0), max(float(s.mean[3]), 1.0)
+                if math.hypot(s.mean[0] - s.anchor_x, s.mean[1] - s.anchor_y) > cfg.stationary_fraction * max(
+                    w, h
+                ):
+                    s.anchor_x, s.anchor_y, s.anchor_t = float(s.mean[0]), float(s.mean[1]), t
+        for i, s in enumerate(self._tracks):
+            if i not in matched:
+                s.lost = True
+
+    def _retire(self, t: float) -> tuple[Track, ...]:
+        """Drop missed tentative tracks and confirmed ones lost too long; returns the ended ones."""
+        cfg = self.config
+        keep: list[_State] = []
+        ended: list[Track] = []
+        for s in self._tracks:
+            if s.lost and (not s.confirmed or t - s.last_seen > cfg.lost_seconds):
+                if s.confirmed:
+                    ended.append(s.snapshot(cfg.stationary_seconds))
+                continue
+            keep.append(s)
+        self._tracks = keep
+        return tuple(ended)
+
+    def _evict_lost(self, count: int) -> tuple[Track, ...]:
+        """Remove up to ``count`` lost tracks, longest unseen first, to make room for new ones."""
+        order = sorted(
+            (k for k, s in enumerate(self._tracks) if s.lost), key=lambda k: (self._tracks[k].last_seen, k)
+        )[:count]
+        gone = set(order)
+        ended = tuple(
+            self._tracks[k].snapshot(self.config.stationary_seconds)
+            for k in order
+            if self._tracks[k].confirmed
+        )
+        self._tracks = [s for k, s in enumerate(self._tracks) if k not in gone]
+        return ended
