@@ -127,7 +127,8 @@ class TrackResult:
 
 
 class _State:
-    """Mutable per-track record, private to the tracker (never crosses a thread)."""
+    """Mutable per-track record, private to the tracker (never crosses a thread). The Kalman state
+    lives in the tracker's arrays, one row per track, in the order of its track list."""
 
     __slots__ = (
         "anchor_t",
@@ -135,22 +136,18 @@ class _State:
         "anchor_y",
         "class_id",
         "confirmed",
-        "cov",
         "first_seen",
         "hits",
         "id",
         "last_seen",
         "lost",
-        "mean",
         "score",
         "top_score",
     )
 
-    def __init__(self, class_id: int, mean: F64, cov: F64, score: float, t: float) -> None:
+    def __init__(self, class_id: int, cx: float, cy: float, score: float, t: float) -> None:
         self.id = -1
         self.class_id = class_id
-        self.mean = mean
-        self.cov = cov
         self.score = score
         self.top_score = score
         self.first_seen = t
@@ -158,15 +155,16 @@ class _State:
         self.hits = 1
         self.confirmed = False
         self.lost = False
-        self.anchor_x = float(mean[0])
-        self.anchor_y = float(mean[1])
+        self.anchor_x = cx
+        self.anchor_y = cy
         self.anchor_t = t
 
     def stationary(self, seconds: float) -> bool:
         return self.confirmed and self.last_seen - self.anchor_t >= seconds
 
-    def snapshot(self, stationary_seconds: float) -> Track:
-        cx, cy, w, h = self.mean[:4].tolist()  # plain floats: this runs for every track every frame
+    def snapshot(self, cxcywh: list[float], stationary_seconds: float) -> Track:
+        """A frozen copy; ``cxcywh``: the track's filtered box as plain floats (cheap per frame)."""
+        cx, cy, w, h = cxcywh
         half_w, half_h = max(w, 1.0) / 2, max(h, 1.0) / 2
         return Track(
             id=self.id,
@@ -222,6 +220,8 @@ class ByteTracker:
         self.config = config or TrackerConfig()
         self._kalman = BoxKalman(self.config.motion)
         self._tracks: list[_State] = []  # creation order: makes every tie deterministic
+        self._mean: F64 = np.zeros((0, 8))  # Kalman states, one row per track in _tracks
+        self._cov: F64 = np.zeros((0, 8, 8))
         self._next_id = 1
         self._t: float | None = None
 
@@ -235,10 +235,21 @@ class ByteTracker:
 
         The id counter keeps counting, so ids are not reused after the camera comes back.
         """
-        ended = tuple(s.snapshot(self.config.stationary_seconds) for s in self._tracks if s.confirmed)
-        self._tracks = []
+        ended = self._snapshots([k for k, s in enumerate(self._tracks) if s.confirmed])
+        self._keep([])
         self._t = None
         return ended
+
+    def _snapshots(self, rows: list[int]) -> tuple[Track, ...]:
+        boxes = self._mean[rows, :4].tolist()
+        seconds = self.config.stationary_seconds
+        return tuple(self._tracks[k].snapshot(b, seconds) for k, b in zip(rows, boxes, strict=True))
+
+    def _keep(self, rows: list[int]) -> None:
+        """Keep only these tracks (indices into the track list, in order)."""
+        self._tracks = [self._tracks[k] for k in rows]
+        self._mean = self._mean[rows]
+        self._cov = self._cov[rows]
 
     def _new_id(self) -> int:
         tid = self._next_id
@@ -250,13 +261,11 @@ class ByteTracker:
         if not self._tracks:
             return np.zeros((0, 4))
         dt = 0.0 if self._t is None else max(t - self._t, 0.0)
-        mean = np.stack([s.mean for s in self._tracks])
-        cov = np.stack([s.cov for s in self._tracks])
         if dt > 0.0:
-            mean, cov = self._kalman.predict(mean, cov, np.full(len(self._tracks), dt))
-            for i, s in enumerate(self._tracks):
-                s.mean, s.cov = mean[i], cov[i]
-        return state_to_xyxy(mean)
+            self._mean, self._cov = self._kalman.predict(
+                self._mean, self._cov, np.full(len(self._tracks), dt)
+            )
+        return state_to_xyxy(self._mean)
 
     def update(self, detections: Detections, t_frame: float) -> TrackResult:
         """Track one frame. ``t_frame``: the frame's time in seconds (monotonic; a time earlier than
@@ -327,9 +336,7 @@ class ByteTracker:
             cols = np.array([d for d in high if d not in used_d], dtype=np.intp)
             if rows.size == 0 or cols.size == 0:
                 continue
-            mean = np.stack([tracks[i].mean for i in rows])
-            cov = np.stack([tracks[i].cov for i in rows])
-            dist = self._kalman.gating_distance(mean, cov, boxes[cols])
+            dist = self._kalman.gating_distance(self._mean[rows], self._cov[rows], boxes[cols])
             close = np.zeros_like(gain)
             close[np.ix_(rows, cols)] = np.maximum(GATE_CHI2_4 - dist, 0.0) / GATE_CHI2_4
             close[~same_class] = 0.0
@@ -345,8 +352,16 @@ class ByteTracker:
         cfg = self.config
         idx = np.array(fresh, dtype=np.intp)
         mean, cov = self._kalman.initiate(boxes[idx])
+        self._mean = np.concatenate([self._mean, mean])
+        self._cov = np.concatenate([self._cov, cov])
         for k, d in enumerate(fresh):
-            s = _State(int(detections.class_id[d]), mean[k], cov[k], float(detections.score[d]), t)
+            s = _State(
+                int(detections.class_id[d]),
+                float(mean[k, 0]),
+                float(mean[k, 1]),
+                float(detections.score[d]),
+                t,
+            )
             if cfg.confirm_frames <= 1:
                 s.confirmed, s.id = True, self._new_id()
             self._tracks.append(s)
@@ -363,7 +378,7 @@ class ByteTracker:
                 detections.xyxy, detections.score, detections.class_id, detections.keypoints, ids
             ),
             stationary=still,
-            tracks=tuple(s.snapshot(seconds) for s in self._tracks),
+            tracks=self._snapshots(list(range(len(self._tracks)))),
             ended=ended,
         )
 
@@ -376,12 +391,10 @@ class ByteTracker:
         if pairs:
             ti_arr = np.array([p[0] for p in pairs], dtype=np.intp)
             di_arr = np.array([p[1] for p in pairs], dtype=np.intp)
-            mean = np.stack([self._tracks[i].mean for i in ti_arr])
-            cov = np.stack([self._tracks[i].cov for i in ti_arr])
-            mean, cov = self._kalman.update(mean, cov, boxes[di_arr])
-            for k, (ti, di) in enumerate(pairs):
+            mean, cov = self._kalman.update(self._mean[ti_arr], self._cov[ti_arr], boxes[di_arr])
+            self._mean[ti_arr], self._cov[ti_arr] = mean, cov
+            for (ti, di), (cx, cy, w, h) in zip(pairs, mean[:, :4].tolist(), strict=True):
                 s = self._tracks[ti]
-                s.mean, s.cov = mean[k], cov[k]
                 s.hits += 1
                 s.last_seen = t
                 s.lost = False
@@ -389,11 +402,8 @@ class ByteTracker:
                 s.top_score = max(s.top_score, s.score)
                 if not s.confirmed and s.hits >= cfg.confirm_frames:
                     s.confirmed, s.id = True, self._new_id()
-                w, h = max(float(s.mean[2]), 1.0), max(float(s.mean[3]), 1.0)
-                if math.hypot(s.mean[0] - s.anchor_x, s.mean[1] - s.anchor_y) > cfg.stationary_fraction * max(
-                    w, h
-                ):
-                    s.anchor_x, s.anchor_y, s.anchor_t = float(s.mean[0]), float(s.mean[1]), t
+                if math.hypot(cx - s.anchor_x, cy - s.anchor_y) > cfg.stationary_fraction * max(w, h, 1.0):
+                    s.anchor_x, s.anchor_y, s.anchor_t = cx, cy, t
         for i, s in enumerate(self._tracks):
             if i not in matched:
                 s.lost = True
@@ -401,16 +411,17 @@ class ByteTracker:
     def _retire(self, t: float) -> tuple[Track, ...]:
         """Drop missed tentative tracks and confirmed ones lost too long; returns the ended ones."""
         cfg = self.config
-        keep: list[_State] = []
-        ended: list[Track] = []
-        for s in self._tracks:
+        keep: list[int] = []
+        gone: list[int] = []
+        for k, s in enumerate(self._tracks):
             if s.lost and (not s.confirmed or t - s.last_seen > cfg.lost_seconds):
                 if s.confirmed:
-                    ended.append(s.snapshot(cfg.stationary_seconds))
-                continue
-            keep.append(s)
-        self._tracks = keep
-        return tuple(ended)
+                    gone.append(k)
+            else:
+                keep.append(k)
+        ended = self._snapshots(gone)
+        self._keep(keep)
+        return ended
 
     def _evict_lost(self, count: int) -> tuple[Track, ...]:
         """Remove up to ``count`` lost tracks, longest unseen first, to make room for new ones."""
@@ -418,10 +429,6 @@ class ByteTracker:
             (k for k, s in enumerate(self._tracks) if s.lost), key=lambda k: (self._tracks[k].last_seen, k)
         )[:count]
         gone = set(order)
-        ended = tuple(
-            self._tracks[k].snapshot(self.config.stationary_seconds)
-            for k in order
-            if self._tracks[k].confirmed
-        )
-        self._tracks = [s for k, s in enumerate(self._tracks) if k not in gone]
+        ended = self._snapshots([k for k in order if self._tracks[k].confirmed])
+        self._keep([k for k in range(len(self._tracks)) if k not in gone])
         return ended
