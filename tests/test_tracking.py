@@ -2,19 +2,24 @@
 
 The tracker consumes detections, so the scenes are simulated at the detection level
 (tests/synthetic_scenes.py): seeded, hence every figure here is the same on every run.
-``pytest -s tests/test_tracking.py`` prints the metrics table.
+``pytest -s tests/test_tracking.py`` prints the metrics table. One test runs a real model
+(BlazePose on LiteRT) over the rendered demo clip and tracks what it finds.
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
+import cv2
 import motmetrics as mm
 import numpy as np
 import pytest
+from conftest import require_backend
 from synthetic_scenes import CAR, PERSON, SCENES, simulate
 
+from edge.inference import load_model
 from edge.tracking import BoxKalman, ByteTracker, TrackerConfig, TrackResult
 from edge.tracking.bytetrack import box_iou
 from edge.types import Detections
@@ -348,3 +353,45 @@ def test_kalman_predicts_with_each_frames_dt() -> None:
 def test_config_validation(kwargs: dict[str, Any], expect: AbstractContextManager[object]) -> None:
     with expect:
         TrackerConfig(**kwargs)
+
+
+# --- a real model on a real clip -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_real_model_on_demo_clip_one_id_per_visit(models_dir: Path, demo_clip: Path) -> None:
+    """BlazePose (LiteRT) on the demo clip at 5 fps: the astronaut walks in, stands in the zone
+    for 3 s, walks out of the frame for about 3 s and comes back. One id per visit (1, then 2),
+    the detector's missed frames bridged, and stationary while standing (T = 2 s here)."""
+    require_backend("litert")
+    model = load_model("blazepose", "litert")
+    tracker = ByteTracker(TrackerConfig(stationary_seconds=2.0))
+    cap = cv2.VideoCapture(str(demo_clip))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    seen: dict[int, list[float]] = {}
+    still: list[tuple[float, bool]] = []
+    ended: list[int] = []
+    k = -1
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            k += 1
+            if k % 5:
+                continue
+            t = k / fps
+            result = tracker.update(model.infer(frame), t)
+            for tid, flag in zip(ids(result), result.stationary.tolist(), strict=True):
+                if tid >= 0:
+                    seen.setdefault(tid, []).append(t)
+                    still.append((t, flag))
+            ended += [e.id for e in result.ended]
+    finally:
+        cap.release()
+        model.close()
+    assert sorted(seen) == [1, 2], seen
+    assert max(seen[1]) < 13.0 < 14.5 < min(seen[2])  # out of the frame at 13-14 s
+    assert ended == [1] or ended == [1, 2]
+    assert not any(flag for t, flag in still if t < 8.0 or t > 11.0)
+    assert all(flag for t, flag in still if 9.0 <= t <= 9.8)
