@@ -17,6 +17,8 @@ import motmetrics as mm
 import numpy as np
 import pytest
 from conftest import require_backend
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from synthetic_scenes import CAR, PERSON, SCENES, simulate
 
 from edge.inference import load_model
@@ -395,3 +397,42 @@ def test_real_model_on_demo_clip_one_id_per_visit(models_dir: Path, demo_clip: P
     assert ended == [1] or ended == [1, 2]
     assert not any(flag for t, flag in still if t < 8.0 or t > 11.0)
     assert all(flag for t, flag in still if 9.0 <= t <= 9.8)
+
+
+_box_rows = st.lists(
+    st.tuples(
+        st.floats(0, 600),
+        st.floats(0, 400),
+        st.floats(1, 120),
+        st.floats(1, 120),
+        st.floats(0, 1),
+        st.integers(0, 2),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(frames=st.lists(st.tuples(_box_rows, st.floats(0.0, 0.6)), min_size=1, max_size=25))
+def test_invariants_on_arbitrary_input(
+    frames: list[tuple[list[tuple[float, float, float, float, float, int]], float]],
+) -> None:
+    """Whatever comes in: one id per detection at most once per frame, the same id as the
+    snapshot of its track, aligned outputs, the table within bounds, time never decreasing."""
+    tracker = ByteTracker(TrackerConfig(max_tracks=6, confirm_frames=2))
+    t = 0.0
+    for rows, step in frames:
+        t += step
+        frame = dets(*[(x, y, x + w, y + h, s, c) for x, y, w, h, s, c in rows])
+        r = tracker.update(frame, t)
+        got = ids(r)
+        assert len(got) == len(frame) == r.stationary.shape[0]
+        mine = [i for i in got if i >= 0]
+        assert len(mine) == len(set(mine))
+        live = {tr.id: tr for tr in r.tracks if tr.confirmed}
+        assert len(live) == len([tr for tr in r.tracks if tr.confirmed])
+        for i, cls in zip(got, frame.class_id.tolist(), strict=True):
+            if i >= 0:
+                assert not live[i].lost and live[i].class_id == cls and live[i].last_seen == t
+        assert tracker.track_count == len(r.tracks) <= 6
+        assert not set(live) & {e.id for e in r.ended}
