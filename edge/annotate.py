@@ -13,7 +13,8 @@ _PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49,
 
 
 def annotate(frame_bgr: np.ndarray, dets: Detections, labels: Sequence[str]) -> np.ndarray:
-    """A copy of the frame with boxes, ``label score`` captions and keypoints."""
+    """A copy of the frame with boxes, ``label score`` captions (``label #track score`` for
+    tracked detections) and keypoints."""
     out: np.ndarray = frame_bgr.copy()
     thickness = max(1, round(min(out.shape[:2]) / 300))
     for i in range(len(dets)):
@@ -22,7 +23,8 @@ def annotate(frame_bgr: np.ndarray, dets: Detections, labels: Sequence[str]) -> 
         x1, y1, x2, y2 = (round(v) for v in dets.xyxy[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
         name = labels[cid] if 0 <= cid < len(labels) else str(cid)
-        caption = f"{name} {dets.score[i]:.2f}"
+        tid = -1 if dets.tracker_id is None else int(dets.tracker_id[i])
+        caption = f"{name} #{tid} {dets.score[i]:.2f}" if tid >= 0 else f"{name} {dets.score[i]:.2f}"
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         ty = max(y1, th + base)
         cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty), colour, -1)

@@ -138,7 +138,11 @@ def _wheel(wheel: PinnedWheel, cache: Path, progress: Progress) -> Path:
     cached = cache / wheel.filename
     if cached.exists() and file_sha256(cached) == wheel.sha256:
         return cached
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "it is a broken link or a file" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise FetchError(f"{cache}: cannot use this folder as the wheel cache: {why}") from None
     progress(f"downloading {wheel.requirement} (pip download, pinned sha256 {wheel.sha256[:12]}…)")
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         argv = [

@@ -85,6 +85,16 @@ def test_models_fetch_is_idempotent_and_offline_when_present(models_dir: Path) -
         assert any(line.startswith(name) and line.endswith("ok") for line in listing.stdout.splitlines())
 
 
+def test_models_fetch_into_a_broken_cache_link_is_one_line(tmp_path: Path) -> None:
+    cache = tmp_path / "wheels"
+    cache.symlink_to(tmp_path / "gone")  # e.g. a cache folder that was removed under a link
+    out = run("models", "fetch", "--dest", str(tmp_path / "models"), "--cache", str(cache), "blazeface")
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines() == [
+        f"edge: error: {cache}: cannot use this folder as the wheel cache: it is a broken link or a file"
+    ]
+
+
 def walk(p: argparse.ArgumentParser, prog: str = "edge") -> Iterator[tuple[str, argparse.Action]]:
     """Every argument of ``p`` and its subcommands, and each subcommand's own entry."""
     for action in p._actions:

@@ -51,6 +51,12 @@ CASES = [
     # (id, text, overrides, expected error substrings or None when valid)
     ("valid", BASE, [], None),
     (
+        "tracking scores out of order",
+        BASE,
+        ["cameras.door.tracking.low_score=0.7"],
+        ["x.yaml:6: cameras.door.tracking: expected low_score <= high_score <= new_track_score, got 0.7, 0.5, 0.6"],
+    ),
+    (
         "unknown key",
         edit("    model: person\n", "    model: person\n    modle: x\n"),
         [],
@@ -139,6 +145,14 @@ CASES = [
         ["rules.door_person.cooldown"],
     ),
 ]
+
+
+def test_tracking_block() -> None:
+    default = parse_config(BASE, "x.yaml", env={}).config.cameras["door"].tracking
+    assert default.enabled and default.confirm_frames == 3
+    sets = ["cameras.door.tracking.lost_after=2s", "cameras.door.tracking.enabled=false"]
+    tuned = parse_config(BASE, "x.yaml", sets, env={}).config.cameras["door"].tracking
+    assert tuned.lost_after == 2.0 and not tuned.enabled
 
 
 @pytest.mark.parametrize(("text", "overrides", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -132,6 +132,21 @@ def test_no_frame_is_copied_for_the_preview_while_nobody_watches(daemon: Applica
     assert w <= 960  # scaled to preview.width
 
 
+def test_live_detections_carry_track_ids(daemon: Application) -> None:
+    """The camera's tracker runs between decoding and rules: what the worker hands on (here,
+    to the preview) has track ids once the person is followed."""
+    tap = daemon.tap
+    assert tap is not None
+
+    def tracked() -> bool:
+        tap.watch("gate")
+        frame = tap.latest("gate")
+        ids = None if frame is None else frame.dets.tracker_id
+        return ids is not None and bool((ids >= 1).any())
+
+    wait_until(tracked, 240, "a detection with a track id")
+
+
 def test_status_frame_and_events(daemon: Application) -> None:
     status, _, body = request(daemon, "GET", "/")
     assert status == 200 and b"edge preview" in body

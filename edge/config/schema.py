@@ -339,6 +339,35 @@ class ReconnectConfig(Strict):
     max: Timeout = 30.0
 
 
+class TrackingConfig(Strict):
+    """The camera's object tracker (ByteTrack-style, on frame time): it gives detections track
+    ids, follows objects through short misses and says which ones stand still."""
+
+    enabled: bool = True
+    high_score: float = Field(0.5, gt=0.0, le=1.0, description="Detections this sure are matched first.")
+    low_score: float = Field(
+        0.1, ge=0.0, le=1.0, description="Less sure detections only extend tracks (occlusion, blur)."
+    )
+    new_track_score: float = Field(0.6, gt=0.0, le=1.0, description="Least score that starts a track.")
+    match_iou: float = Field(0.3, gt=0.0, le=1.0, description="Least overlap of a box and its track.")
+    confirm_frames: int = Field(3, ge=1, le=100, description="Frames before a track gets its id.")
+    lost_after: Timeout = Field(1.0, description="How long a track is kept after its object was last seen.")
+    stationary_fraction: float = Field(
+        0.1, gt=0.0, le=1.0, description="Stationary: moved less than this fraction of its size ..."
+    )
+    stationary_after: Interval = Field(10.0, description="... for this long.")
+    max_tracks: int = Field(512, ge=1, le=100_000, description="Tracks kept per camera at most.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TrackingConfig:
+        low, high, start = self.low_score, self.high_score, self.new_track_score
+        if not low <= high <= start:
+            raise ValueError(
+                f"expected low_score <= high_score <= new_track_score, got {low:g}, {high:g}, {start:g}"
+            )
+        return self
+
+
 class CameraConfig(Strict):
     source: Source
     model: Name
@@ -351,6 +380,7 @@ class CameraConfig(Strict):
         default_factory=list, max_length=64, description="Areas whose detections are ignored."
     )
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     buffer_slots: int = Field(
         3, ge=2, le=64, description="Preallocated frame slots between capture and inference."
     )

@@ -32,7 +32,7 @@ from edge.buffer.ring import FrameRing
 from edge.capture.sources import OpenCvSource, ring_policy
 from edge.capture.thread import Backoff, CameraState, CaptureThread
 from edge.config import LoadedConfig
-from edge.config.schema import CameraConfig, EdgeConfig, FileSource
+from edge.config.schema import CameraConfig, EdgeConfig, FileSource, TrackingConfig
 from edge.daemon.figures import build_figures
 from edge.daemon.notify import Notifier
 from edge.daemon.reload import enabled_cameras, rule_pairs
@@ -49,6 +49,7 @@ from edge.runners.select import HardwareInfo, probe_hardware
 from edge.telemetry.figures import Figures
 from edge.telemetry.metrics import MetricsServer
 from edge.telemetry.render import stats_payload, status_line
+from edge.tracking.bytetrack import ByteTracker, TrackerConfig
 
 log = logging.getLogger("edge.app")
 
@@ -58,6 +59,20 @@ STATUS_TOPIC_VALUE = {
     CameraState.RECONNECTING: "reconnecting",
     CameraState.STOPPED: "offline",
 }
+
+
+def new_tracker(cfg: TrackingConfig) -> ByteTracker | None:
+    """The camera's tracker, as its ``tracking:`` block says (None when disabled)."""
+    if not cfg.enabled:
+        return None
+    return ByteTracker(
+        TrackerConfig(
+            high_score=cfg.high_score, low_score=cfg.low_score, new_track_score=cfg.new_track_score,
+            match_iou=cfg.match_iou, confirm_frames=cfg.confirm_frames, lost_seconds=cfg.lost_after,
+            stationary_fraction=cfg.stationary_fraction, stationary_seconds=cfg.stationary_after,
+            max_tracks=cfg.max_tracks,
+        )
+    )  # fmt: skip
 
 
 def async_jobs(model: LoadedModel, configured: int | None) -> int:
@@ -144,8 +159,8 @@ class Application:
             worker.start()
         for capture in self.captures.values():
             capture.start()
-        log.info("started: %d camera(s), %d model(s), state in %s", len(self.captures), len(self.models),
-                 self.state_dir)  # fmt: skip
+        where = "preview only, no actions" if self.preview_only else f"state in {self.state_dir}"
+        log.info("started: %d camera(s), %d model(s), %s", len(self.captures), len(self.models), where)
 
     def _load_model(self, cfg: EdgeConfig, name: str) -> LoadedModel:
         mc = cfg.models[name]
@@ -220,7 +235,7 @@ class Application:
         if self.publisher is not None:  # a camera added back after a reload deleted its topic
             self.publisher.set_latest(f"{self.publisher.base}/{cam_name}/status", "connecting", revive=True)
         self.captures[cam_name] = capture
-        channel = CameraChannel(cam_name, ring, capture)
+        channel = CameraChannel(cam_name, ring, capture, tracker=new_tracker(cam.tracking))
         self.channels[cam_name] = channel
         worker.add_camera(channel)
         return capture

@@ -29,6 +29,7 @@ from edge.preview.tap import PreviewFrame, PreviewTap
 from edge.rules.engine import Event, FrameInfo, RuleEngine
 from edge.runners.openvino import AsyncInfer
 from edge.telemetry.figures import LATENCY_BUCKETS
+from edge.tracking.bytetrack import ByteTracker
 from edge.types import Detections
 
 log = logging.getLogger("edge.pipeline")
@@ -45,6 +46,7 @@ class CameraChannel:
     detections: int = 0
     events: int = 0
     offline_ended: bool = False  # the rules were ended because the camera went away
+    tracker: ByteTracker | None = None  # used by the worker thread only
 
     @property
     def finished(self) -> bool:
@@ -99,6 +101,7 @@ class WorkerStats:
 class _Timing:
     infer: float = 0.0
     decode: float = 0.0
+    track: float = 0.0
     rules: float = 0.0
     count: int = 0
 
@@ -212,6 +215,8 @@ class InferenceWorker(threading.Thread):
             elif not ch.offline_ended and ch.ring.pending == 0:
                 ch.offline_ended = True  # offline (reconnecting, stopped): nothing stays `on`
                 self._dispatch(ch, self.engine.finish(ch.name, ch.last_frame), None)
+                if ch.tracker is not None:
+                    ch.tracker.reset()  # objects are not followed across a gap in the video
 
     def stats(self) -> WorkerStats:
         t = self._timing
@@ -223,6 +228,7 @@ class InferenceWorker(threading.Thread):
             stage_ms={
                 "infer": 1000 * t.infer / n,
                 "decode": 1000 * t.decode / n,
+                "track": 1000 * t.track / n,
                 "rules": 1000 * t.rules / n,
             },
             idle=self._idle,
@@ -380,6 +386,9 @@ class InferenceWorker(threading.Thread):
         h, w = slot.frame.shape[:2]
         t1 = time.perf_counter()
         dets = self.model.decode(outputs, DecodeContext(slot.letterbox, (w, h)))
+        t_decoded = time.perf_counter()
+        if ch.tracker is not None:
+            dets = ch.tracker.update(dets, slot.t_frame).detections
         t2 = time.perf_counter()
         info = FrameInfo(ch.name, slot.seq, slot.t_frame, slot.t_wall, w, h)
         events = self.engine.evaluate(info, dets, self.model.labels)
@@ -396,7 +405,8 @@ class InferenceWorker(threading.Thread):
         timing.infer += infer_seconds
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, infer_seconds)] += 1
         self.latency_sum += infer_seconds
-        timing.decode += t2 - t1
+        timing.decode += t_decoded - t1
+        timing.track += t2 - t_decoded
         timing.rules += t3 - t2
         timing.count += 1
         if events:
