@@ -65,7 +65,8 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 @pytest.fixture
 def daemon(models_dir: Path, demo_clip: Path, tmp_path: Path) -> Iterator[Application]:
-    app, runner = start_daemon(tmp_path, demo_clip, "{enabled: true, port: 0}")
+    # In real time, as a camera: the person stays in view long enough for the screenshot.
+    app, runner = start_daemon(tmp_path, demo_clip, "{enabled: true, port: 0}", realtime=True)
     try:
         yield app
     finally:
@@ -133,8 +134,14 @@ def test_live_view_and_zone_editor_in_chromium(daemon: Application, browser: obj
     for (x, y), (fx, fy) in zip(rule["zone"], targets, strict=True):
         assert abs(x - fx) <= 2 / w + 0.002 and abs(y - fy) <= 2 / h + 0.002, (rule["zone"], targets)
 
+    def person_tracked() -> bool:
+        frame = daemon.tap.latest("gate") if daemon.tap is not None else None
+        ids = None if frame is None else frame.dets.tracker_id
+        return ids is not None and bool((ids >= 1).any())
+
+    wait_until(person_tracked, 120, "the person tracked in the live view")  # the clip loops
     shot = tmp_path / "preview.png"
-    time.sleep(0.5)  # let the last stream frame paint
+    time.sleep(0.5)  # let that stream frame paint
     assert driver.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000
     keep = os.environ.get("EDGE_SCREENSHOT_DIR")

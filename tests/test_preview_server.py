@@ -26,14 +26,14 @@ from tests.conftest import wait_until
 ZONE = "[[0.55, 0.25], [0.95, 0.25], [0.95, 1], [0.55, 1]]"
 
 
-def config_text(tmp_path: Path, clip: Path, preview: str) -> str:
+def config_text(tmp_path: Path, clip: Path, preview: str, realtime: bool = False) -> str:
     return f"""\
 state_dir: {tmp_path}/state
 models:
   p: {{path: blazepose, runner: litert}}
 cameras:
   gate:
-    source: {{type: file, path: "{clip}", loop: true}}
+    source: {{type: file, path: "{clip}", loop: true, realtime: {str(realtime).lower()}}}
     model: p
     masks:
       - [[0.0, 0.0], [0.2, 0.0], [0.2, 0.2]]
@@ -47,10 +47,12 @@ preview: {preview}
 """
 
 
-def start_daemon(tmp_path: Path, clip: Path, preview: str) -> tuple[Application, threading.Thread]:
+def start_daemon(
+    tmp_path: Path, clip: Path, preview: str, realtime: bool = False
+) -> tuple[Application, threading.Thread]:
     """A running edge (its main loop on a thread) for ``config_text``; stop with ``stop_daemon``."""
     path = tmp_path / "edge.yaml"
-    path.write_text(config_text(tmp_path, clip, preview))
+    path.write_text(config_text(tmp_path, clip, preview, realtime))
     app = Application(load_config(path))
     app.start()
     runner = threading.Thread(target=app.run)
