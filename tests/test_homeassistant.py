@@ -51,9 +51,11 @@ def test_discovery_configs_validate_and_deleted_rules_are_removed(broker: Broker
         "homeassistant/binary_sensor/yard/gate_car_active/config",
         "homeassistant/sensor/yard/gate_car_count/config",
     }
-    for payload in configs.values():
+    for topic, payload in configs.items():
         doc = json.loads(payload)
         jsonschema.validate(doc, schema)
+        assert "object_id" not in doc  # deprecated by Home Assistant 2025.10, ignored from 2026.4
+        assert doc["default_entity_id"] == f"{topic.split('/')[1]}.edge_yard_{topic.split('/')[3]}"
         assert doc["availability"][0]["topic"] == "edge/yard/available"
     assert json.loads(configs["homeassistant/binary_sensor/yard/gate_car_active/config"])["state_topic"] == "edge/yard/gate/car/state"
 

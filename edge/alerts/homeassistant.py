@@ -25,7 +25,14 @@ REMEMBERED = "homeassistant_topics.json"
 
 
 def object_id(camera: str, rule: str, kind: str) -> str:
+    """The entity's part of its discovery topic (``<prefix>/<component>/<device>/<object_id>``)."""
     return f"{camera}_{rule}_{kind}".replace("-", "_")
+
+
+def entity_id(component: str, device: str, oid: str) -> str:
+    """The entity id Home Assistant is asked to give the entity (``default_entity_id``, which
+    replaced the payload key ``object_id``, deprecated in 2025.10 and gone in 2026.4): lower case."""
+    return f"{component}.edge_{device}_{oid}".replace("-", "_").lower()
 
 
 def discovery_messages(
@@ -60,7 +67,7 @@ def discovery_messages(
             out[f"{prefix}/{component}/{device}/{oid}/config"] = {
                 "name": f"{camera} {rule}{suffix}",
                 "unique_id": f"edge_{device}_{oid}",
-                "object_id": f"edge_{device}_{oid}",
+                "default_entity_id": entity_id(component, device, oid),
                 "state_topic": f"{base}/{camera}/{rule}/state",
                 "availability": availability,
                 "device": dev,
