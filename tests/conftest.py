@@ -8,11 +8,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 import pytest
 from broker import Broker, Subscriber
+
+T = TypeVar("T")
 
 from edge.fetch import fetch_models
 from edge.runners.base import backend_version
@@ -29,6 +32,30 @@ def wait_until(cond: Callable[[], object], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def read_to_end(cap: Any, record: Callable[[Any], T]) -> list[T]:
+    """Run a file's capture thread and take every frame it commits, as a worker would, until
+    the file ends: ``record(slot)`` for each, in order."""
+    seen: list[T] = []
+
+    def consume() -> None:
+        while True:
+            slot = cap.ring.take()
+            if slot is None:
+                if not cap.is_alive() and cap.ring.pending == 0:
+                    return
+                time.sleep(0.001)
+                continue
+            seen.append(record(slot))
+            cap.ring.release(slot)
+
+    consumer = threading.Thread(target=consume)
+    cap.start()
+    consumer.start()
+    cap.join(60)
+    consumer.join(60)
+    return seen
 
 
 EDGE_THREADS = ("capture-", "infer-", "actions", "mqtt-sender", "preview")

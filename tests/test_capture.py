@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import read_to_end
 
 from edge.alerts.actions import ActionDispatcher, EventEnvelope, EventLogAction, SnapshotAction
 from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor
@@ -64,24 +64,7 @@ def test_illegal_transition_raises(demo_clip: Path) -> None:
 
 def test_file_is_read_to_the_end_with_frame_times(demo_clip: Path) -> None:
     cap = capture_for(str(demo_clip))
-    seen: list[tuple[int, float]] = []
-
-    def consume() -> None:
-        while True:
-            slot = cap.ring.take()
-            if slot is None:
-                if cap.state is CameraState.STOPPED and cap.ring.pending == 0:
-                    return
-                time.sleep(0.001)
-                continue
-            seen.append((slot.seq, slot.t_frame))
-            cap.ring.release(slot)
-
-    consumer = threading.Thread(target=consume)
-    cap.start()
-    consumer.start()
-    cap.join(60)
-    consumer.join(60)
+    seen = read_to_end(cap, lambda slot: (slot.seq, slot.t_frame))
     assert cap.exhausted and len(seen) == 500
     assert [s for s, _ in seen] == list(range(500))
     assert seen[-1][1] == pytest.approx(499 / 25)

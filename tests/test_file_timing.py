@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import wait_until
+from conftest import read_to_end, wait_until
 
 from edge.alerts.actions import EventEnvelope
 from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor
@@ -321,24 +321,7 @@ def test_a_file_read_faster_than_real_time_has_no_future_wall_times(tmp_path: Pa
     the wall clock when the frame is taken, they never go back, and ``t_frame`` is index / fps."""
     clip = make_clip(tmp_path / "ten-seconds.mp4", 300, 30.0)
     cap = capture(file_source(clip), "lossless")
-    seen: list[tuple[int, float, float, float]] = []
-
-    def consume() -> None:
-        while True:
-            slot = cap.ring.take()
-            if slot is None:
-                if not cap.is_alive() and cap.ring.pending == 0:
-                    return
-                time.sleep(0.0005)
-                continue
-            seen.append((slot.seq, slot.t_frame, slot.t_wall, time.time()))
-            cap.ring.release(slot)
-
-    consumer = threading.Thread(target=consume)
-    cap.start()
-    consumer.start()
-    cap.join(60)
-    consumer.join(60)
+    seen = read_to_end(cap, lambda slot: (slot.seq, slot.t_frame, slot.t_wall, time.time()))
     assert cap.exhausted and [s[0] for s in seen] == list(range(300))
     for seq, t_frame, t_wall, observed in seen:
         assert t_wall <= observed
