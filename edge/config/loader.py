@@ -271,6 +271,11 @@ def _cross_reference_issues(cfg: EdgeConfig) -> Iterable[tuple[ConfigPath, str]]
             if cam_name not in cfg.cameras:
                 known = ", ".join(sorted(cfg.cameras)) or "none"
                 yield ("rules", rule_name, "cameras", i), f"unknown camera {cam_name!r} (cameras: {known})"
+            elif (why := rule.needs_tracking()) and not cfg.cameras[cam_name].tracking.enabled:
+                yield (
+                    ("rules", rule_name, "cameras", i),
+                    f"camera {cam_name!r} has `tracking: {{enabled: false}}`, but {why}",
+                )
 
 
 def parse_config(

@@ -386,17 +386,169 @@ class CameraConfig(Strict):
     )
 
 
+RuleKind = Literal["presence", "line", "dwell", "count", "absence"]
+ActionName = Literal["mqtt", "event_log", "snapshot", "command"]
+EventKind = Literal["new", "update", "end", "cross"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$|^24:00$")
+
+
+def _check_clock(value: str) -> str:
+    if not _CLOCK.match(value):
+        raise ValueError(f"expected a time of day 'HH:MM' (00:00 to 24:00), got {value!r}")
+    return value
+
+
+ClockTime = Annotated[str, AfterValidator(_check_clock)]
+
+
+def _check_timezone(value: str) -> str:
+    if value == "local":
+        return value
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}: expected an IANA name such as 'Europe/Berlin' or 'UTC', or 'local'"
+        ) from None
+    return value
+
+
+def _check_line(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if len(points) != 2:
+        raise ValueError(f"a line is two points [[x1, y1], [x2, y2]], got {len(points)}")
+    for i, (x, y) in enumerate(points):
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(
+                f"point {i} ({x}, {y}) is outside [0, 1]: coordinates are fractions of the frame"
+            )
+    (x1, y1), (x2, y2) = points
+    if abs(x2 - x1) + abs(y2 - y1) < 1e-3:
+        raise ValueError("the line's two points are the same")
+    return points
+
+
+Line = Annotated[list[tuple[float, float]], AfterValidator(_check_line)]
+"""A directed segment ``[[x1, y1], [x2, y2]]`` in normalised frame coordinates."""
+
+
+class ScheduleWindow(Strict):
+    """From ``from`` to ``to`` on each of ``days``; a window whose ``to`` is not after its
+    ``from`` runs past midnight into the next day (it belongs to the day it starts on)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    start: ClockTime = Field(alias="from")
+    end: ClockTime = Field(alias="to")
+
+
+class ScheduleConfig(Strict):
+    """When a rule is active; outside its windows the rule is idle and says so in its state."""
+
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(
+        "local", description="IANA time zone of the windows, e.g. 'Europe/Berlin'; 'local': the system's."
+    )
+    windows: list[ScheduleWindow] = Field(min_length=1, max_length=64)
+
+
+def _new_and_cross() -> list[EventKind]:
+    return ["new", "cross"]
+
+
+def _both_directions() -> list[Literal["in", "out"]]:
+    return ["in", "out"]
+
+
+class CommandConfig(Strict):
+    """A program the rule runs on its events: an argv list (never a shell), with the event's
+    fields in ``EDGE_*`` environment variables."""
+
+    argv: list[Annotated[str, StringConstraints(min_length=1)]] = Field(min_length=1, max_length=256)
+    timeout: Timeout = Field(30.0, description="The program is killed after this long.")
+    events: list[EventKind] = Field(
+        default_factory=_new_and_cross, min_length=1, description="Which events run it."
+    )
+    env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
+        default_factory=dict, description="Extra environment variables for the program."
+    )
+
+
 class RuleConfig(Strict):
+    kind: RuleKind = Field(
+        "presence",
+        description="presence: objects in the zone; line: crossings of a line; dwell: an object in the "
+        "zone at least `dwell`; count: at least `min_count` objects; absence: no object for `absent_after`.",
+    )
     cameras: list[Name] = Field(min_length=1)
     labels: list[str] = Field(default_factory=list, description="Empty: any label.")
     min_score: float = Field(0.5, ge=0.0, le=1.0)
     zone: Polygon | None = None
+    line: Line | None = Field(None, description="kind line: the directed segment [[x1, y1], [x2, y2]].")
+    line_margin: float = Field(
+        0.02, ge=0.0, le=0.2, description="kind line: an object must get this far past the line to cross it."
+    )
+    directions: list[Literal["in", "out"]] = Field(
+        default_factory=_both_directions,
+        min_length=1,
+        description="kind line: crossings that make events.",
+    )
+    dwell: Interval | None = Field(None, description="kind dwell: least time an object stays in the zone.")
+    min_count: int = Field(1, ge=1, le=10_000, description="kind count: least number of matching objects.")
+    on_after: Interval = Field(2.0, description="kind count: the count must hold this long to start.")
+    off_after: Interval = Field(5.0, description="kind count: ... and stay below this long to end.")
+    absent_after: Interval = Field(60.0, description="kind absence: no match this long starts the event.")
+    present_after: Interval = Field(3.0, description="kind absence: matches this long end it.")
+    stationary: Literal["include", "exclude", "only"] = Field(
+        "include",
+        description="Objects that stand still (parked cars, left bags): include, exclude or only them.",
+    )
     point: Literal["bottom_center", "center", "top_center"] = "bottom_center"
     min_area: float = Field(0.0, ge=0.0, le=1.0, description="Smallest box area, as a fraction of the frame.")
     cooldown: Cooldown = Field(
-        10.0, description="Least time between two 'new' events of this rule and camera."
+        10.0,
+        description="Least time between two 'new' events of this rule and camera (per object when tracked).",
     )
     clear_after: Interval = Field(2.0, description="Time without a match after which the rule ends.")
+    update_interval: Interval = Field(
+        5.0, description="Least time between two 'update' events of one object; 0: no updates."
+    )
+    schedule: ScheduleConfig | None = Field(None, description="Active windows; none: always active.")
+    armed: bool = Field(
+        True, description="Armed at the first start; later the last ON/OFF sent to its set topic."
+    )
+    actions: list[ActionName] | None = Field(
+        None, description="Which actions its events trigger; none: every action that is configured."
+    )
+    command: CommandConfig | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> RuleConfig:
+        if self.kind == "line":
+            if self.line is None:
+                raise ValueError("a rule of kind line needs `line: [[x1, y1], [x2, y2]]`")
+            if self.zone is not None:
+                raise ValueError("a rule of kind line takes `line`, not `zone`")
+        elif self.line is not None:
+            raise ValueError(f"`line` is for rules of kind line, this rule is of kind {self.kind}")
+        if self.kind == "dwell" and self.dwell is None:
+            raise ValueError("a rule of kind dwell needs `dwell` (e.g. `dwell: 2m`)")
+        if self.kind != "dwell" and self.dwell is not None:
+            raise ValueError(f"`dwell` is for rules of kind dwell, this rule is of kind {self.kind}")
+        if self.actions is not None and "command" in self.actions and self.command is None:
+            raise ValueError("`actions` names command but the rule has no `command: {argv: [...]}`")
+        return self
+
+    def needs_tracking(self) -> str | None:
+        """Why this rule needs its cameras' tracker, or None."""
+        if self.kind in ("line", "dwell"):
+            return f"a rule of kind {self.kind} follows objects over time"
+        if self.stationary != "include":
+            return f"`stationary: {self.stationary}` needs to know which objects stand still"
+        return None
 
 
 class TlsConfig(Strict):
@@ -478,6 +630,12 @@ class ActionsConfig(Strict):
         3, ge=0, le=100, description="Rotated files kept, events.jsonl.1 (newest) to .N; 0: none."
     )
     snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+    command_concurrency: int = Field(
+        2, ge=1, le=64, description="Rule commands running at once at most; more wait in a queue."
+    )
+    command_queue: int = Field(
+        100, ge=1, le=100_000, description="Rule commands waiting at most; more are dropped and counted."
+    )
 
     @field_validator("event_log_max_bytes")
     @classmethod
