@@ -1,5 +1,7 @@
-"""Home Assistant discovery with a real broker: configs are retained and valid, re-published
-when Home Assistant says `online`, and entities of a deleted rule are removed."""
+"""Home Assistant discovery with a real broker: per rule an `armed` switch and the sensors its
+kind needs; configs are retained, valid (our schema and Home Assistant's documented keys),
+re-published when Home Assistant says `online`, and entities of a deleted rule (or of a kind a
+rule no longer has) are removed."""
 
 from __future__ import annotations
 
@@ -9,55 +11,140 @@ from pathlib import Path
 
 import jsonschema
 import paho.mqtt.client as mqtt
+import pytest
 from broker import Broker, Subscriber
+from conftest import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.alerts.homeassistant import Discovery
+from edge.alerts.homeassistant import Discovery, discovery_messages
 from edge.alerts.mqtt import MqttPublisher
 from edge.alerts.outbox import OutboxStore
 from edge.config.schema import MqttConfig
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "edge" / "alerts" / "schemas"
 
+# The discovery keys Home Assistant's MQTT integration documents for each component
+# (home-assistant.io/integrations/{switch,sensor,binary_sensor}.mqtt/, read for 2025.10+).
+# `object_id` is left out on purpose: deprecated in 2025.10, ignored from 2026.4.
+COMMON = {
+    "availability", "availability_mode", "availability_template", "availability_topic",
+    "default_entity_id", "device", "enabled_by_default", "encoding", "entity_category",
+    "entity_picture", "icon", "json_attributes_template", "json_attributes_topic", "name",
+    "payload_available", "payload_not_available", "platform", "qos", "unique_id",
+}
+ALLOWED = {
+    "switch": COMMON | {
+        "command_template", "command_topic", "device_class", "optimistic", "payload_off",
+        "payload_on", "retain", "state_off", "state_on", "state_topic", "value_template",
+    },
+    "sensor": COMMON | {
+        "device_class", "expire_after", "force_update", "last_reset_value_template", "options",
+        "state_class", "state_topic", "suggested_display_precision", "unit_of_measurement",
+        "value_template",
+    },
+    "binary_sensor": COMMON | {
+        "device_class", "expire_after", "force_update", "off_delay", "payload_off", "payload_on",
+        "state_topic", "value_template",
+    },
+}
+# Rules of every shape: presence, line and absence on one camera.
+RULES = [("gate", "person", "presence"), ("gate", "cars", "line"), ("gate", "guard", "absence")]
+PERSON = {
+    "homeassistant/switch/yard/gate_person_armed/config",
+    "homeassistant/binary_sensor/yard/gate_person_active/config",
+    "homeassistant/sensor/yard/gate_person_count/config",
+}
+CARS = {
+    "homeassistant/switch/yard/gate_cars_armed/config",
+    "homeassistant/sensor/yard/gate_cars_in/config",
+    "homeassistant/sensor/yard/gate_cars_out/config",
+}
+GUARD = {
+    "homeassistant/switch/yard/gate_guard_armed/config",
+    "homeassistant/binary_sensor/yard/gate_guard_active/config",
+    "homeassistant/sensor/yard/gate_guard_count/config",
+}
+
 
 def start_publisher(broker: Broker, state: Path) -> MqttPublisher:
     cfg = MqttConfig.model_validate({"host": "127.0.0.1", "port": broker.port, "device": "yard"})
     pub = MqttPublisher(cfg, OutboxStore(state))
     pub.start()
-    deadline = time.monotonic() + 10
-    while not pub.connected.is_set() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(pub.connected.is_set, 10, "the publisher to connect")
     return pub
 
 
-def retained(broker: Broker, topic: str = "homeassistant/#", wait: float = 1.0) -> dict[str, bytes]:
-    """What a newcomer sees: the retained messages (an empty payload deletes one)."""
+def retained(broker: Broker, topic: str = "homeassistant/#") -> dict[str, bytes]:
+    """What a newcomer sees: the retained messages (an empty payload deletes one). The broker
+    sends them right after the subscription, before a message published later, so a marker
+    published after subscribing says that all of them have arrived (no waiting on a clock)."""
     sub = Subscriber(broker.port, topic)
-    time.sleep(wait)
-    out = {t: p for t, p, r in sub.messages if r}
+    marker = f"{topic.rstrip('#')}marker/{time.monotonic_ns()}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"marker-{time.monotonic_ns()}")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    client.publish(marker, b"", qos=1).wait_for_publish(10)
+    wait_until(lambda: sub.on(marker), 10, "the marker after the retained messages")
+    client.loop_stop()
+    client.disconnect()
     sub.close()
-    return out
+    return {t: p for t, p, r in sub.messages if r and p}
+
+
+def test_discovery_messages_by_kind() -> None:
+    msgs = discovery_messages("homeassistant", "edge/yard", "yard", RULES)
+    assert set(msgs) == PERSON | CARS | GUARD
+    switch = msgs["homeassistant/switch/yard/gate_cars_armed/config"]
+    assert switch["name"] == "gate cars armed"
+    assert switch["command_topic"] == "edge/yard/gate/cars/set"
+    assert switch["state_topic"] == "edge/yard/gate/cars/armed"
+    assert (switch["payload_on"], switch["payload_off"], switch["state_on"], switch["state_off"]) == ("ON", "OFF", "ON", "OFF")
+    cars_in = msgs["homeassistant/sensor/yard/gate_cars_in/config"]
+    assert cars_in["value_template"] == "{{ value_json.counters.in }}"
+    assert cars_in["state_class"] == "total_increasing"
+    assert msgs["homeassistant/sensor/yard/gate_cars_out/config"]["value_template"] == "{{ value_json.counters.out }}"
+    active = msgs["homeassistant/binary_sensor/yard/gate_person_active/config"]
+    assert active["value_template"] == "{{ 'on' if value_json.state == 'on' else 'off' }}"
+    assert active["device_class"] == "occupancy"
+    assert msgs["homeassistant/binary_sensor/yard/gate_guard_active/config"]["device_class"] == "problem"
+    count = msgs["homeassistant/sensor/yard/gate_guard_count/config"]
+    assert (count["value_template"], count["state_class"]) == ("{{ value_json.count }}", "measurement")
+
+
+@pytest.mark.parametrize(
+    ("state", "shown"),
+    [
+        ({"state": "on"}, "on"),
+        ({"state": "off"}, "off"),
+        ({"state": "idle"}, "off"),
+        ({"state": "disarmed"}, "off"),
+    ],
+)
+def test_binary_sensor_template_reads_idle_and_disarmed_as_off(state: dict[str, str], shown: str) -> None:
+    """The value template rendered as Home Assistant does (Jinja2 on the JSON payload)."""
+    jinja2 = pytest.importorskip("jinja2")
+    msgs = discovery_messages("homeassistant", "edge/yard", "yard", RULES)
+    template = msgs["homeassistant/binary_sensor/yard/gate_person_active/config"]["value_template"]
+    assert jinja2.Template(template).render(value_json=state) == shown
 
 
 def test_discovery_configs_validate_and_deleted_rules_are_removed(broker: Broker, tmp_path: Path) -> None:
     schema = json.loads((SCHEMAS / "homeassistant.v1.json").read_text())
     pub = start_publisher(broker, tmp_path)
-    Discovery(pub, "homeassistant", "yard", [("gate", "person"), ("gate", "car")], tmp_path).start()
-    time.sleep(0.5)
+    Discovery(pub, "homeassistant", "yard", RULES, tmp_path).start()
+    wait_until(lambda: set(retained(broker)) == PERSON | CARS | GUARD, 10, "every discovery config retained")
     configs = retained(broker)
-    assert set(configs) == {
-        "homeassistant/binary_sensor/yard/gate_person_active/config",
-        "homeassistant/sensor/yard/gate_person_count/config",
-        "homeassistant/binary_sensor/yard/gate_car_active/config",
-        "homeassistant/sensor/yard/gate_car_count/config",
-    }
     for topic, payload in configs.items():
         doc = json.loads(payload)
         jsonschema.validate(doc, schema)
+        component = topic.split("/")[1]
+        assert set(doc) <= ALLOWED[component], set(doc) - ALLOWED[component]
         assert "object_id" not in doc  # deprecated by Home Assistant 2025.10, ignored from 2026.4
-        assert doc["default_entity_id"] == f"{topic.split('/')[1]}.edge_yard_{topic.split('/')[3]}"
+        assert doc["default_entity_id"] == f"{component}.edge_yard_{topic.split('/')[3]}"
+        assert doc["unique_id"] == f"edge_yard_{topic.split('/')[3]}"
         assert doc["availability"][0]["topic"] == "edge/yard/available"
-    assert json.loads(configs["homeassistant/binary_sensor/yard/gate_car_active/config"])["state_topic"] == "edge/yard/gate/car/state"
+        assert doc["device"]["identifiers"] == ["edge_yard"]
+    assert json.loads(configs["homeassistant/binary_sensor/yard/gate_guard_active/config"])["state_topic"] == "edge/yard/gate/guard/state"
 
     # Home Assistant restarts: it announces online, discovery is published again.
     watcher = Subscriber(broker.port, "homeassistant/+/yard/#")
@@ -65,24 +152,26 @@ def test_discovery_configs_validate_and_deleted_rules_are_removed(broker: Broker
     ha.connect("127.0.0.1", broker.port)
     ha.loop_start()
     ha.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
-    deadline = time.monotonic() + 5
-    while len([m for m in watcher.messages if not m[2]]) < 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len([m for m in watcher.messages if not m[2]]) >= 4  # fresh (non-retained-replay) copies
+    fresh = lambda: {t for t, _p, r in watcher.messages if not r}  # noqa: E731
+    wait_until(lambda: fresh() == PERSON | CARS | GUARD, 10, "fresh (non-retained) copies of every config")
     ha.loop_stop()
+    ha.disconnect()
     watcher.close()
     pub.close(2)
 
-    # Next start without the "car" rule: its two entities are removed.
+    # Next start without the "cars" rule, and "guard" now a line rule: their gone entities
+    # (switch included) are removed, the new ones appear.
     pub = start_publisher(broker, tmp_path)
-    removed = Discovery(pub, "homeassistant", "yard", [("gate", "person")], tmp_path).start()
-    assert removed == ["homeassistant/binary_sensor/yard/gate_car_active/config",
-                       "homeassistant/sensor/yard/gate_car_count/config"]
-    time.sleep(0.5)
-    assert set(retained(broker)) == {
-        "homeassistant/binary_sensor/yard/gate_person_active/config",
-        "homeassistant/sensor/yard/gate_person_count/config",
+    removed = Discovery(pub, "homeassistant", "yard", [RULES[0], ("gate", "guard", "line")], tmp_path).start()
+    assert removed == sorted(
+        CARS | {"homeassistant/binary_sensor/yard/gate_guard_active/config", "homeassistant/sensor/yard/gate_guard_count/config"}
+    )
+    after = PERSON | {
+        "homeassistant/switch/yard/gate_guard_armed/config",
+        "homeassistant/sensor/yard/gate_guard_in/config",
+        "homeassistant/sensor/yard/gate_guard_out/config",
     }
+    wait_until(lambda: set(retained(broker)) == after, 10, "the removed entities' configs deleted")
     pub.close(2)
 
 

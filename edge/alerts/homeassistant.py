@@ -1,11 +1,20 @@
 """Home Assistant MQTT discovery (opt-in).
 
-Per (rule, camera): a ``binary_sensor`` (on while the rule is active) and a ``sensor`` (the
-number of matching detections), both reading the retained ``<camera>/<rule>/state`` topic and
-sharing one device. Configs are retained under ``<prefix>/<component>/<device>/<object>/config``
-and published again whenever Home Assistant announces ``online`` on ``<prefix>/status``. The
-topics published are remembered in the state directory, so entities of rules that were deleted
-from the config are removed (an empty retained payload) at the next start.
+Per (camera, rule), all on one device:
+
+* a ``switch`` "<camera> <rule> armed": commands on ``<camera>/<rule>/set``, state from the
+  retained ``<camera>/<rule>/armed`` (``ON``/``OFF``, see ``edge.alerts.arming``);
+* rules of kind presence, dwell, count and absence: a ``binary_sensor`` (on while the rule is
+  active; ``idle`` and ``disarmed`` read as off; device class ``occupancy``, ``problem`` for
+  absence) and a ``sensor`` with the live count;
+* rules of kind line: two ``sensor``s, the ``in`` and ``out`` crossings (``total_increasing``).
+
+The sensors read the retained ``<camera>/<rule>/state`` topic (JSON: ``state``, ``count``,
+``counters`` for line rules). Configs are retained under
+``<prefix>/<component>/<device>/<object>/config`` and published again whenever Home Assistant
+announces ``online`` on ``<prefix>/status``. The topics published are remembered in the state
+directory, so entities of rules that were deleted from the config (or that a rule's new kind
+no longer has) are removed (an empty retained payload) at the next start or reload.
 """
 
 from __future__ import annotations
@@ -35,17 +44,44 @@ def entity_id(component: str, device: str, oid: str) -> str:
     return f"{component}.edge_{device}_{oid}".replace("-", "_").lower()
 
 
-def discovery_messages(
-    prefix: str, base: str, device: str, pairs: Iterable[tuple[str, str]]
-) -> dict[str, dict[str, Any]]:
-    """``{config topic: config payload}`` for every (camera, rule) pair."""
-    dev = {
+def device_block(device: str) -> dict[str, Any]:
+    return {
         "identifiers": [f"edge_{device}"],
         "name": f"edge {device}",
         "manufacturer": "edge",
         "model": "edge-runtime",
         "sw_version": __version__,
     }
+
+
+# What each kind of rule shows besides its switch: (component, object kind, name suffix, keys).
+ACTIVE = {
+    "value_template": "{{ 'on' if value_json.state == 'on' else 'off' }}",  # idle, disarmed: off
+    "payload_on": "on",
+    "payload_off": "off",
+}
+COUNT = {"value_template": "{{ value_json.count }}", "state_class": "measurement"}
+LINE_IN = {"value_template": "{{ value_json.counters.in }}", "state_class": "total_increasing"}
+LINE_OUT = {"value_template": "{{ value_json.counters.out }}", "state_class": "total_increasing"}
+Entity = tuple[str, str, str, dict[str, Any]]
+
+
+def state_entities(kind: str) -> tuple[Entity, ...]:
+    """The entities reading a rule's ``state`` topic, by the rule's kind."""
+    if kind == "line":
+        return (("sensor", "in", " in", LINE_IN), ("sensor", "out", " out", LINE_OUT))
+    device_class = "problem" if kind == "absence" else "occupancy"
+    return (
+        ("binary_sensor", "active", "", {**ACTIVE, "device_class": device_class}),
+        ("sensor", "count", " count", COUNT),
+    )
+
+
+def discovery_messages(
+    prefix: str, base: str, device: str, rules: Iterable[tuple[str, str, str]]
+) -> dict[str, dict[str, Any]]:
+    """``{config topic: config payload}`` for every (camera, rule, kind)."""
+    dev = device_block(device)
     availability = [
         {
             "topic": f"{base}/available",
@@ -53,22 +89,26 @@ def discovery_messages(
         }
     ]
     out: dict[str, dict[str, Any]] = {}
-    occupancy = {
-        "value_template": "{{ value_json.state }}",
-        "payload_on": "on",
-        "payload_off": "off",
-        "device_class": "occupancy",
-    }
-    count = {"value_template": "{{ value_json.count }}", "state_class": "measurement"}
-    entities = (("binary_sensor", "active", "", occupancy), ("sensor", "count", " count", count))
-    for camera, rule in pairs:
-        for component, kind, suffix, specific in entities:
-            oid = object_id(camera, rule, kind)
+    for camera, rule, kind in rules:
+        topics = f"{base}/{camera}/{rule}"
+        switch = {
+            "command_topic": f"{topics}/set",
+            "state_topic": f"{topics}/armed",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "state_on": "ON",
+            "state_off": "OFF",
+        }
+        entities = (("switch", "armed", " armed", switch),) + tuple(
+            (component, oid_kind, suffix, {"state_topic": f"{topics}/state", **specific})
+            for component, oid_kind, suffix, specific in state_entities(kind)
+        )
+        for component, oid_kind, suffix, specific in entities:
+            oid = object_id(camera, rule, oid_kind)
             out[f"{prefix}/{component}/{device}/{oid}/config"] = {
                 "name": f"{camera} {rule}{suffix}",
                 "unique_id": f"edge_{device}_{oid}",
                 "default_entity_id": entity_id(component, device, oid),
-                "state_topic": f"{base}/{camera}/{rule}/state",
                 "availability": availability,
                 "device": dev,
                 **specific,
@@ -80,11 +120,17 @@ class Discovery:
     """Publishes discovery configs through the publisher's latest-value channel."""
 
     def __init__(
-        self, publisher: Any, prefix: str, device: str, pairs: list[tuple[str, str]], state_dir: Path
+        self,
+        publisher: Any,
+        prefix: str,
+        device: str,
+        rules: Iterable[tuple[str, str, str]],
+        state_dir: Path,
     ):
+        """``rules``: (camera, rule, kind) for every rule on every enabled camera."""
         self.publisher = publisher
         self.prefix = prefix
-        self.messages = discovery_messages(prefix, publisher.base, device, pairs)
+        self.messages = discovery_messages(prefix, publisher.base, device, rules)
         self.remembered = state_dir / REMEMBERED
 
     def start(self) -> list[str]:
