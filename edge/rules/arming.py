@@ -103,7 +103,7 @@ class ArmingStore:
         try:
             text = self.path.read_text(encoding="utf-8")
             return parse(text)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no file (a broken folder: the save says)
             return {}
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -179,7 +179,8 @@ def parse(text: str) -> dict[Pair, bool]:
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Replace ``path`` with ``text``: a temporary file in the same folder, fsync, rename,
     fsync of the folder. Readers see the old content or the new, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
