@@ -13,7 +13,7 @@ from broker import Broker, Subscriber
 from conftest import require_backend
 
 REPO = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((REPO / "edge" / "alerts" / "schemas" / "event.v1.json").read_text())
+SCHEMA = json.loads((REPO / "edge" / "alerts" / "schemas" / "event.v2.json").read_text())
 
 
 def demo_command(broker: Broker, state: Path, clip: Path, *extra: str) -> list[str]:

@@ -19,11 +19,12 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from edge.alerts.mqtt import MqttPublisher, state_payload
-from edge.alerts.payload import Alert, encode
+from edge.alerts.mqtt import MqttPublisher
+from edge.alerts.payload import Alert, encode, state_payload
 from edge.alerts.retention import PART_SUFFIX, FolderRetention, RotatingFile
 from edge.annotate import annotate
 from edge.overlay import Shape, draw_shapes
+from edge.rules.model import RuleStatus
 from edge.types import Detections
 
 log = logging.getLogger("edge.actions")
@@ -37,6 +38,18 @@ class EventEnvelope:
     payload: dict[str, Any]
     image: np.ndarray | None = None
     shapes: tuple[Shape, ...] = ()
+    actions: frozenset[str] | None = None
+    """The actions the rule names (``actions:``); None: every configured action."""
+
+    def wants(self, action: str) -> bool:
+        return self.actions is None or action in self.actions
+
+
+@dataclass(frozen=True)
+class StatusEnvelope:
+    """A rule's state changed: for actions that keep a state topic (``status`` method)."""
+
+    status: RuleStatus
 
 
 class ActionError(Exception):
@@ -64,7 +77,7 @@ class Action(Protocol):
 
 
 class MqttAction:
-    """Events into the durable outbox; the rule's retained state topic follows each event."""
+    """Events into the durable outbox; each rule state change onto its retained state topic."""
 
     name = "mqtt"
     files_removed = 0
@@ -75,12 +88,11 @@ class MqttAction:
     def handle(self, env: EventEnvelope) -> bool:
         p = env.payload
         self.publisher.enqueue(Alert(p["id"], self.publisher.events_topic(), encode(p), qos=1))
-        state = "on" if p["type"] == "new" else "off"
-        self.publisher.set_latest(
-            f"{self.publisher.base}/{p['camera']}/{p['rule']}/state",
-            state_payload(state, p["count"], p["ts"], p["id"]),
-        )
         return True
+
+    def status(self, status: RuleStatus) -> None:
+        topic = f"{self.publisher.base}/{status.camera}/{status.rule}/state"
+        self.publisher.set_latest(topic, state_payload(status))
 
     def tick(self) -> None:
         pass
@@ -166,7 +178,7 @@ class SnapshotAction:
         return self.retention.files_removed
 
     def handle(self, env: EventEnvelope) -> bool:
-        if env.image is None or env.payload["type"] != "new":
+        if env.image is None or env.payload["type"] not in ("new", "cross") or env.payload["box"] is None:
             return False
         p = env.payload
         x1, y1, x2, y2 = (round(v) for v in p["box"])
@@ -244,7 +256,7 @@ class ActionDispatcher(threading.Thread):
         self.actions = actions
         self.submit_timeout = submit_timeout
         self.tick_interval = tick_interval
-        self._queue: queue.Queue[EventEnvelope | list[Action] | None] = queue.Queue(maxsize)
+        self._queue: queue.Queue[EventEnvelope | StatusEnvelope | list[Action] | None] = queue.Queue(maxsize)
         self._lock = threading.Lock()  # counters written by several threads, read by figures()
         self.handled = 0
         self.failures: dict[str, int] = {a.name: 0 for a in actions}
@@ -279,6 +291,17 @@ class ActionDispatcher(threading.Thread):
             log.warning("action queue has room again; %d event(s) dropped so far", dropped)
         return True
 
+    def submit_status(self, status: RuleStatus) -> bool:
+        """Queue a rule's new state without waiting; False when the queue is full (counted in
+        ``dropped``; the next change of that rule's state sets its topic right again)."""
+        try:
+            self._queue.put_nowait(StatusEnvelope(status))
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+            return False
+        return True
+
     def replace_actions(self, actions: list[Action]) -> None:
         """Swap the actions (config reload) in order with the events already queued."""
         if self.is_alive():
@@ -309,6 +332,8 @@ class ActionDispatcher(threading.Thread):
             try:
                 if isinstance(item, list):
                     self._swap(item)
+                elif isinstance(item, StatusEnvelope):
+                    self._status(item.status)
                 else:
                     self._handle(item)
                     if time.monotonic() >= self._next_tick:
@@ -318,8 +343,20 @@ class ActionDispatcher(threading.Thread):
             else:
                 self._succeeded("dispatcher")
 
+    def _status(self, status: RuleStatus) -> None:
+        for action in self.actions:
+            handler = getattr(action, "status", None)
+            if handler is None:
+                continue
+            try:
+                handler(status)
+            except Exception as exc:
+                self._failed(action.name, _describe(exc))
+
     def _handle(self, env: EventEnvelope) -> None:
         for action in self.actions:
+            if not env.wants(action.name):
+                continue
             try:
                 done = action.handle(env)
             except Exception as exc:
@@ -339,13 +376,15 @@ class ActionDispatcher(threading.Thread):
                 self._failed(action.name, _describe(exc))
 
     def _swap(self, actions: list[Action]) -> None:
-        """A reload: swap between two events, close the old actions."""
+        """A reload: swap between two events, close the old actions that are not kept."""
         with self._lock:
             old, self.actions = self.actions, actions
             self._removed_by_retired += sum(a.files_removed for a in old)
             for action in actions:
                 self.failures.setdefault(action.name, 0)
         for action in old:
+            if any(action is kept for kept in actions):
+                continue
             try:
                 action.close()
             except Exception as exc:

@@ -16,7 +16,6 @@ a reconnect paho re-sends what was in flight; anything still unacknowledged afte
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import socket
@@ -415,9 +414,3 @@ def diagnose_connection(cfg: MqttConfig, timeout: float = 3.0) -> str:
             return f"certificate rejected: {exc.verify_message} (check tls.ca_file and the broker's name)"
         except (ssl.SSLError, OSError) as exc:
             return f"TLS failed: {exc}"
-
-
-def state_payload(state: str, count: int, since: str, event_id: str | None) -> bytes:
-    return json.dumps(
-        {"schema": 1, "state": state, "count": count, "since": since, "event": event_id}, sort_keys=True
-    ).encode()

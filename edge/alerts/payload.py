@@ -1,4 +1,5 @@
-"""Alert payloads: what subscribers receive. Versioned; schema in ``schemas/event.v1.json``.
+"""Alert payloads: what subscribers receive. Versioned; schemas in ``schemas/event.v2.json`` and
+``schemas/state.v2.json``.
 
 The times in an event:
 
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from edge.rules.engine import Event
+from edge.rules.model import Event, RuleStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -53,20 +54,53 @@ def event_payload(event: Event, device: str, model: ModelIdentity) -> dict[str, 
     return {
         "schema": SCHEMA_VERSION,
         "id": event.id,
+        "episode": event.episode,
         "type": event.type,
+        "kind": event.kind,
+        "reason": event.reason,
         "device": device,
         "camera": event.camera,
         "rule": event.rule,
         "label": event.label,
         "score": event.score,
-        "box": list(event.box),
+        "top_score": event.top_score,
+        "box": list(event.box) if event.box is not None else None,
         "count": event.count,
+        "track_id": event.track_id,
+        "zones": list(event.zones),
+        "stationary": event.stationary,
+        "direction": event.direction,
+        "counters": dict(event.counters) if event.counters is not None else None,
         "ts": iso_utc(event.t_wall),  # when the frame was captured: never in the future
+        "first_seen": iso_utc(event.first_seen_wall),
+        "duration": event.duration,
         "t_frame": event.t_frame,
         "started_t_frame": event.started_t_frame,
         "frame": {"seq": event.frame_seq, "width": event.frame_wh[0], "height": event.frame_wh[1]},
         "model": {"name": model.name, "sha256": model.sha256},
     }
+
+
+def state_payload(status: RuleStatus) -> bytes:
+    """The retained ``<camera>/<rule>/state`` message for a rule's status."""
+    out: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "kind": status.kind,
+        "state": status.state,
+        "count": status.count,
+        "since": iso_utc(status.since_wall),
+        "event": status.event_id,
+        "armed": status.armed,
+        "scheduled": status.scheduled,
+    }
+    if status.counters is not None:
+        out["counters"] = dict(status.counters)
+    if status.counters_by_label is not None:
+        by_label: dict[str, dict[str, int]] = {}
+        for label, direction, n in status.counters_by_label:
+            by_label.setdefault(label, {})[direction] = n
+        out["by_label"] = by_label
+    return json.dumps(out, sort_keys=True).encode()
 
 
 def encode(payload: dict[str, Any]) -> bytes:

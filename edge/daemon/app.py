@@ -22,10 +22,11 @@ from types import FrameType
 from typing import Any
 
 from edge.alerts.actions import Action, ActionDispatcher, EventLogAction, MqttAction, SnapshotAction
+from edge.alerts.command import CommandAction
 from edge.alerts.homeassistant import Discovery
-from edge.alerts.mqtt import MqttPublisher, state_payload
+from edge.alerts.mqtt import MqttPublisher
 from edge.alerts.outbox import OutboxStore
-from edge.alerts.payload import iso_utc
+from edge.alerts.payload import state_payload
 from edge.alerts.retained import FILENAME as RETAINED_TOPICS
 from edge.alerts.retained import sync_retained
 from edge.buffer.ring import FrameRing
@@ -43,7 +44,8 @@ from edge.models import default_search_dirs
 from edge.pipeline.worker import CameraChannel, FrameBudget, InferenceWorker
 from edge.preview.server import PreviewServer, PreviewSource
 from edge.preview.tap import PreviewEventsAction, PreviewTap
-from edge.rules.engine import RuleEngine
+from edge.rules.engine import RuleEngine, initial_status
+from edge.rules.schedule import Schedule
 from edge.runners.openvino import AsyncInfer
 from edge.runners.select import HardwareInfo, probe_hardware
 from edge.telemetry.figures import Figures
@@ -110,6 +112,7 @@ class Application:
     metrics: MetricsServer | None = None
     hardware: HardwareInfo | None = None
     dispatcher: ActionDispatcher | None = None
+    commands: CommandAction | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
     retired_event_counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _signals: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
@@ -196,6 +199,20 @@ class Application:
             actions.append(
                 EventLogAction(self.state_dir / "events.jsonl", a.event_log_max_bytes, a.event_log_keep)
             )
+        commands = {
+            name: r.command
+            for name, r in cfg.rules.items()
+            if r.command is not None and (r.actions is None or "command" in r.actions)
+        }
+        if commands:  # one for the process: a reload keeps its counters and running programs
+            a = cfg.actions
+            if self.commands is None:
+                self.commands = CommandAction(commands, a.command_concurrency, a.command_queue)
+            else:
+                self.commands.reconfigure(commands, a.command_concurrency, a.command_queue)
+            actions.append(self.commands)
+        else:
+            self.commands = None  # a reload that removed the last command: the swap closes it
         snaps = cfg.actions.snapshots
         if snaps.enabled:
             actions.append(
@@ -206,7 +223,12 @@ class Application:
         return actions
 
     def _build_engine(self, cfg: EdgeConfig, model_name: str, cameras: dict[str, CameraConfig]) -> RuleEngine:
-        return RuleEngine(cfg.rules, {c: cam for c, cam in cameras.items() if cam.model == model_name})
+        schedules = {name: Schedule.from_config(r.schedule) for name, r in cfg.rules.items() if r.schedule}
+        return RuleEngine(
+            cfg.rules,
+            {c: cam for c, cam in cameras.items() if cam.model == model_name},
+            schedules=schedules,
+        )
 
     def _build_worker(
         self,
@@ -258,18 +280,17 @@ class Application:
         Home Assistant discovery when enabled."""
         assert self.publisher is not None
         cfg, base = self.loaded.config, self.publisher.base
-        now = iso_utc(time.time())
+        now = time.time()
         for rule, cam in sorted(new_pairs):
-            self.publisher.set_latest(
-                f"{base}/{cam}/{rule}/state", state_payload("off", 0, now, None), revive=True
-            )
+            status = initial_status(cfg.rules[rule], rule, cam, now, armed=True)
+            self.publisher.set_latest(f"{base}/{cam}/{rule}/state", state_payload(status), revive=True)
         pairs = rule_pairs(cfg)
         current = {f"{base}/{cam}/{rule}/state" for rule, cam in pairs}
         current |= {f"{base}/{cam}/status" for cam in enabled_cameras(cfg)}
         sync_retained(self.publisher, self.state_dir / RETAINED_TOPICS, current)
         ha = cfg.mqtt.homeassistant
         if ha.enabled and (reset or new_pairs):
-            entities = sorted((cam, rule) for rule, cam in pairs)
+            entities = sorted((cam, rule, cfg.rules[rule].kind) for rule, cam in pairs)
             Discovery(self.publisher, ha.prefix, cfg.mqtt.device, entities, self.state_dir).start()
 
     def launch(self) -> None:

@@ -12,6 +12,7 @@ from edge.daemon.reload import rule_pairs
 from edge.telemetry.figures import (
     ActionFigures,
     CameraFigures,
+    CommandCounts,
     EventCount,
     Figures,
     ModelFigures,
@@ -64,7 +65,13 @@ def build_figures(app: Application) -> Figures:
     actions = ActionFigures(0, 0, (), 0)
     if app.dispatcher is not None:
         a = app.dispatcher.figures()
-        actions = ActionFigures(a.queue_depth, a.dropped, tuple(a.failures), a.files_removed)
+        commands = None
+        if app.commands is not None:
+            c = app.commands.figures()
+            commands = CommandCounts(
+                c.started, c.succeeded, c.failed, c.timed_out, c.dropped, c.running, c.queued, c.exit_codes
+            )
+        actions = ActionFigures(a.queue_depth, a.dropped, tuple(a.failures), a.files_removed, commands)
     problems = tuple(app.problems())
     return Figures(
         device=cfg.mqtt.device, version=__version__, ts=time.time(), uptime=max(now - app.started, 1e-6),

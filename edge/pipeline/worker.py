@@ -387,11 +387,15 @@ class InferenceWorker(threading.Thread):
         t1 = time.perf_counter()
         dets = self.model.decode(outputs, DecodeContext(slot.letterbox, (w, h)))
         t_decoded = time.perf_counter()
+        stationary: np.ndarray | None = None
+        ended: tuple[int, ...] = ()
         if ch.tracker is not None:
-            dets = ch.tracker.update(dets, slot.t_frame).detections
+            tracked = ch.tracker.update(dets, slot.t_frame)
+            dets, stationary = tracked.detections, tracked.stationary
+            ended = tuple(track.id for track in tracked.ended)
         t2 = time.perf_counter()
         info = FrameInfo(ch.name, slot.seq, slot.t_frame, slot.t_wall, w, h)
-        events = self.engine.evaluate(info, dets, self.model.labels)
+        events = self.engine.evaluate(info, dets, self.model.labels, stationary, ended)
         t3 = time.perf_counter()
         tap = self.preview
         if tap is not None and tap.wants(ch.name):  # only while somebody watches this camera
@@ -411,6 +415,7 @@ class InferenceWorker(threading.Thread):
         timing.count += 1
         if events:
             self._dispatch(ch, events, slot)
+        self._send_statuses()
 
     def _offer(self, tap: PreviewTap, camera: str, slot: Slot, dets: Detections) -> None:
         """A copy of the frame for the preview's viewers; a failure is logged, never fatal."""
@@ -429,9 +434,15 @@ class InferenceWorker(threading.Thread):
         for event in events:
             ch.events += 1
             image = None
-            if pictures and slot is not None and slot.frame is not None and event.type == "new":
+            if pictures and slot is not None and slot.frame is not None and event.type in ("new", "cross"):
                 image = slot.frame.copy()  # the slot is reused once released
             self._dispatch_event(event, image)
+        if slot is None:  # outside a frame (offline, reload): the states changed too
+            self._send_statuses()
+
+    def _send_statuses(self) -> None:
+        for status in self.engine.statuses():
+            self.dispatcher.submit_status(status)
 
     def _dispatch_event(self, event: Event, image: np.ndarray | None = None) -> None:
         key = (event.camera, event.rule, event.type)
@@ -444,4 +455,6 @@ class InferenceWorker(threading.Thread):
             event.type, event.id[:8], event.camera, event.rule, event.label, event.score, event.t_frame,
         )  # fmt: skip
         shapes = camera_shapes(event.camera, self.engine.rules, self.engine.cameras, only_rule=event.rule)
-        self.dispatcher.submit(EventEnvelope(payload, image, shapes))
+        rule = self.engine.rules.get(event.rule)
+        wanted = frozenset(rule.actions) if rule is not None and rule.actions is not None else None
+        self.dispatcher.submit(EventEnvelope(payload, image, shapes, wanted))

@@ -123,7 +123,7 @@ class PreviewTap:
         """Remember an event; ``image`` (its frame, for ``new`` events) becomes a small picture
         with the rule's zone, the masks and the event's box drawn."""
         picture = None
-        if image is not None:
+        if image is not None and payload.get("box") is not None:
             small, f = scaled(image, THUMB_WIDTH)
             small = small.copy() if small is image else small
             draw_shapes(small, shapes)

@@ -1,115 +1,103 @@
-"""Rules v1: labels, score, zone, size, masks, cooldown -> ``Event``s.
+"""The rule engine: each camera's detections -> the events and states of its rules.
 
-Each (rule, camera) pair is a small state machine on *frame time*, so a file gives the same
-events however fast it is processed:
-
-* idle -> active when a frame has a matching detection and the cooldown since the last
-  ``new`` event has passed: emits ``new`` with the best match;
-* active stays active while matches keep coming;
-* active -> idle after ``clear_after`` seconds without a match: emits ``end``.
+Per frame and camera it drops what the camera's masks hide, works out which zones each
+detection is in (and, per track, which zones the object has been in), and steps every rule of
+the camera whose gate is open: armed (``…/<rule>/set`` over MQTT) and inside its schedule. A
+rule whose gate closes ends what it had going (``reason`` disarmed / schedule) and starts
+afresh when it opens. What each kind does is in its module: ``episodes`` (presence, dwell),
+``line``, ``aggregate`` (count, absence). States (``RuleStatus``) are collected when they change
+and taken by the worker with ``statuses()``.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from edge.config.schema import CameraConfig, RuleConfig
+from edge.rules.aggregate import AbsenceEpisode, CountEpisode
+from edge.rules.episodes import ObjectEpisodes
+from edge.rules.line import LineCrossing
+from edge.rules.matching import CompiledRule
+from edge.rules.model import EndReason, Event, FrameInfo, RuleState, RuleStatus, Scene
+from edge.rules.schedule import Schedule
 from edge.rules.zones import AnchorPoint, PolygonZone, anchor_points
 from edge.types import Detections
 
-EventType = Literal["new", "end"]
+__all__ = ["CompiledRule", "Event", "FrameInfo", "RuleEngine", "RuleStatus", "initial_status"]
 
 
-@dataclass(frozen=True)
-class FrameInfo:
-    """Which frame detections came from: camera, sequence number, times, size."""
+class Evaluator(Protocol):
+    """One (rule, camera) pair's state machine."""
 
-    camera: str
-    seq: int
-    t_frame: float  # seconds on the source's timeline (file position, or wall clock for live)
-    t_wall: float  # UNIX time of the frame
-    width: int
-    height: int
+    @property
+    def state(self) -> RuleState: ...
+
+    @property
+    def count(self) -> int: ...
+
+    def step(self, scene: Scene, hit: npt.NDArray[np.bool_]) -> list[Event]: ...
+
+    def stop(self, frame: FrameInfo, reason: EndReason) -> list[Event]: ...
 
 
-@dataclass(frozen=True)
-class Event:
-    """One rule transition. ``id`` is unique and stays the same through every retry."""
+class ScheduleLike(Protocol):
+    def active(self, t_wall: float) -> bool: ...
 
-    id: str
-    type: EventType
-    camera: str
-    rule: str
-    label: str
-    score: float
-    box: tuple[float, float, float, float]
-    count: int
-    frame_seq: int
-    t_frame: float
-    t_wall: float
-    frame_wh: tuple[int, int]
-    started_t_frame: float
+
+def new_evaluator(rule: CompiledRule) -> Evaluator:
+    cfg = rule.config
+    if cfg.kind == "line":
+        return LineCrossing(rule)
+    if cfg.kind == "count":
+        return CountEpisode(rule)
+    if cfg.kind == "absence":
+        return AbsenceEpisode(rule)
+    return ObjectEpisodes(rule, min_time=cfg.dwell or 0.0)
+
+
+def initial_status(cfg: RuleConfig, rule: str, camera: str, now: float, armed: bool) -> RuleStatus:
+    """The state a rule's topic shows before its camera's first frame."""
+    scheduled = cfg.schedule is None or Schedule.from_config(cfg.schedule).active(now)
+    state: RuleState = "disarmed" if not armed else "off" if scheduled else "idle"
+    zero = (("in", 0), ("out", 0)) if cfg.kind == "line" else None
+    by_label = () if zero else None
+    return RuleStatus(camera, rule, cfg.kind, state, 0, now, None, armed, scheduled, zero, by_label)
+
+
+def _always_armed(camera: str, rule: str) -> bool:
+    return True
 
 
 @dataclass
-class _RuleState:
-    active: bool = False
-    last_new: float | None = None
-    last_match: float = 0.0
-    started: float = 0.0
-    best: tuple[str, float, tuple[float, float, float, float]] | None = None
-
-
-@dataclass(frozen=True)
-class CompiledRule:
-    name: str
-    labels: frozenset[str]
-    min_score: float
-    zone: PolygonZone | None
-    anchor: AnchorPoint
-    min_area: float
-    cooldown: float
-    clear_after: float
-
-    @staticmethod
-    def from_config(name: str, cfg: RuleConfig) -> CompiledRule:
-        return CompiledRule(
-            name=name,
-            labels=frozenset(cfg.labels),
-            min_score=cfg.min_score,
-            zone=PolygonZone(cfg.zone) if cfg.zone else None,
-            anchor=cfg.point,
-            min_area=cfg.min_area,
-            cooldown=cfg.cooldown,
-            clear_after=cfg.clear_after,
-        )
-
-    def matches(self, dets: Detections, labels: Sequence[str], frame_wh: tuple[int, int]) -> np.ndarray:
-        keep = dets.score >= self.min_score
-        if self.labels:
-            names = np.array([labels[c] if 0 <= c < len(labels) else str(c) for c in dets.class_id])
-            keep &= np.isin(names, list(self.labels)) if len(names) else keep
-        if self.min_area > 0:
-            keep &= dets.area >= self.min_area * frame_wh[0] * frame_wh[1]
-        if self.zone is not None and len(dets):
-            keep &= self.zone.contains(anchor_points(dets, frame_wh, self.anchor))
-        return keep
+class _Pair:
+    rule: CompiledRule
+    evaluator: Evaluator
+    gate: RuleState | None = None  # None: open; "idle" / "disarmed": closed
+    status: RuleStatus | None = None
+    last_event: str | None = None
 
 
 @dataclass
 class RuleEngine:
-    """Evaluates every rule of a camera on each processed frame. Not thread-safe: one per worker."""
+    """Evaluates every rule of a camera on each processed frame. Not thread-safe: one per worker.
+
+    ``armed(camera, rule)`` is read on every frame (a dict lookup); ``schedules`` maps a rule
+    name to its schedule (rules without one are always in schedule)."""
 
     rules: Mapping[str, RuleConfig]
     cameras: Mapping[str, CameraConfig]
+    armed: Callable[[str, str], bool] = _always_armed
+    schedules: Mapping[str, ScheduleLike] = field(default_factory=dict)
     _by_camera: dict[str, list[CompiledRule]] = field(init=False)
     _masks: dict[str, list[PolygonZone]] = field(init=False)
-    _state: dict[tuple[str, str], _RuleState] = field(init=False, default_factory=dict)
+    _pairs: dict[tuple[str, str], _Pair] = field(init=False, default_factory=dict)
+    _track_zones: dict[str, dict[int, tuple[str, ...]]] = field(init=False, default_factory=dict)
+    _statuses: list[RuleStatus] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._by_camera = {name: [] for name in self.cameras}
@@ -123,84 +111,170 @@ class RuleEngine:
         self, old: RuleEngine, keep: Callable[[str, str], bool], last_frames: Mapping[str, FrameInfo | None]
     ) -> list[Event]:
         """Carry over the state of the (rule, camera) pairs ``keep`` accepts and this engine
-        evaluates; every other pair that is active gets its ``end`` (at the camera's last frame),
-        so a reload never leaves a rule dangling ``on``."""
-        mine = {(r.name, cam) for cam, rules in self._by_camera.items() for r in rules}
+        evaluates; every other pair that has an episode going gets its ``end`` (reason
+        ``reload``, at the camera's last frame), so a reload never leaves a rule dangling ``on``."""
+        mine = {(r.name, cam): r for cam, rules in self._by_camera.items() for r in rules}
         events = []
-        for (rule, camera), state in list(old._state.items()):
-            if (rule, camera) in mine and keep(rule, camera):
-                self._state[(rule, camera)] = state
+        for key, pair in old._pairs.items():
+            if key in mine and keep(*key):
+                self._pairs[key] = pair
                 continue
-            frame = last_frames.get(camera)
-            if state.active and frame is not None:
-                state.active = False
-                events.append(self._event("end", rule, frame, state, 0))
+            frame = last_frames.get(key[1])
+            if frame is not None:
+                events += pair.evaluator.stop(frame, "reload")
+        self._track_zones = old._track_zones
         return events
 
     def unmasked(self, camera: str, dets: Detections, frame_wh: tuple[int, int]) -> Detections:
         """Detections whose centre lies in none of the camera's masks."""
-        masks = self._masks.get(camera, [])
-        if not masks or not len(dets):
-            return dets
-        points = anchor_points(dets, frame_wh, "center")
-        hidden = np.zeros(len(dets), dtype=bool)
-        for mask in masks:
-            hidden |= mask.contains(points)
-        return dets[~hidden]
+        return dets[self._visible(camera, dets, frame_wh)]
 
-    def evaluate(self, frame: FrameInfo, dets: Detections, labels: Sequence[str]) -> list[Event]:
+    def _visible(self, camera: str, dets: Detections, frame_wh: tuple[int, int]) -> npt.NDArray[np.bool_]:
+        visible = np.ones(len(dets), dtype=bool)
+        masks = self._masks.get(camera, [])
+        if masks and len(dets):
+            points = anchor_points(dets, frame_wh, "center")
+            for mask in masks:
+                visible &= ~mask.contains(points)
+        return visible
+
+    def evaluate(
+        self,
+        frame: FrameInfo,
+        dets: Detections,
+        labels: Sequence[str],
+        stationary: npt.NDArray[np.bool_] | None = None,
+        ended: Sequence[int] = (),
+    ) -> list[Event]:
+        """Step the camera's rules on one frame. ``stationary`` (bool per detection) and
+        ``ended`` (ids of tracks that ended with this frame) come from the camera's tracker."""
+        rules = self._by_camera.get(frame.camera, [])
         wh = (frame.width, frame.height)
-        dets = self.unmasked(frame.camera, dets, wh)
+        visible = self._visible(frame.camera, dets, wh)
+        still = np.zeros(len(dets), bool) if stationary is None else np.asarray(stationary, bool)
+        dets, still = dets[visible], still[visible]
+        in_zones = self._zones(rules, dets, wh)
+        scene = Scene(
+            frame,
+            dets,
+            still,
+            tuple(labels),
+            frozenset(ended),
+            in_zones,
+            self._follow_zones(frame.camera, dets, in_zones, frozenset(ended)),
+        )
         events: list[Event] = []
-        for rule in self._by_camera.get(frame.camera, []):
-            state = self._state.setdefault((rule.name, frame.camera), _RuleState())
-            hit = rule.matches(dets, labels, wh)
-            if hit.any():
-                matched = dets[hit]
-                best = int(np.argmax(matched.score))
-                cid = int(matched.class_id[best])
-                label = labels[cid] if 0 <= cid < len(labels) else str(cid)
-                box = tuple(round(float(v), 1) for v in matched.xyxy[best])
-                state.last_match = frame.t_frame
-                state.best = (label, float(matched.score[best]), box)  # type: ignore[assignment]
-                if not state.active and (
-                    state.last_new is None or frame.t_frame - state.last_new >= rule.cooldown
-                ):
-                    state.active, state.last_new, state.started = True, frame.t_frame, frame.t_frame
-                    events.append(self._event("new", rule.name, frame, state, int(hit.sum())))
-            elif state.active and frame.t_frame - state.last_match >= rule.clear_after:
-                state.active = False
-                events.append(self._event("end", rule.name, frame, state, 0))
+        for rule in rules:
+            pair = self._pair(rule, frame.camera)
+            gate = self._gate(rule, frame)
+            if gate != pair.gate:
+                if gate is not None:  # closing: end what was going, start afresh when it opens
+                    events += self._note(
+                        pair, pair.evaluator.stop(frame, "disarmed" if gate == "disarmed" else "schedule")
+                    )
+                    pair.evaluator = new_evaluator(rule)
+                pair.gate = gate
+            if gate is None:
+                events += self._note(pair, pair.evaluator.step(scene, rule.matches(scene)))
+            self._report(pair, frame)
         return events
 
     def finish(self, camera: str, frame: FrameInfo | None) -> list[Event]:
-        """``end`` events for every active rule of a camera whose source has ended."""
+        """``end`` every episode of a camera whose source has ended or gone offline."""
+        self._track_zones.pop(camera, None)
         if frame is None:
             return []
-        out = []
+        events: list[Event] = []
         for rule in self._by_camera.get(camera, []):
-            state = self._state.get((rule.name, camera))
-            if state is not None and state.active:
-                state.active = False
-                out.append(self._event("end", rule.name, frame, state, 0))
+            pair = self._pairs.get((rule.name, camera))
+            if pair is not None:
+                events += self._note(pair, pair.evaluator.stop(frame, "offline"))
+                if rule.kind != "line":
+                    pair.evaluator = new_evaluator(rule)
+                self._report(pair, frame)
+        return events
+
+    def statuses(self) -> list[RuleStatus]:
+        """The states that changed since the last call (oldest first)."""
+        out, self._statuses = self._statuses, []
         return out
 
+    def current(self) -> list[RuleStatus]:
+        """The last state of every (rule, camera) pair that has seen a frame."""
+        return [p.status for p in self._pairs.values() if p.status is not None]
+
+    def _pair(self, rule: CompiledRule, camera: str) -> _Pair:
+        pair = self._pairs.get((rule.name, camera))
+        if pair is None:
+            pair = self._pairs[(rule.name, camera)] = _Pair(rule, new_evaluator(rule))
+        return pair
+
+    def _gate(self, rule: CompiledRule, frame: FrameInfo) -> RuleState | None:
+        if not self.armed(frame.camera, rule.name):
+            return "disarmed"
+        schedule = self.schedules.get(rule.name)
+        if schedule is not None and not schedule.active(frame.t_wall):
+            return "idle"
+        return None
+
     @staticmethod
-    def _event(kind: EventType, rule: str, frame: FrameInfo, state: _RuleState, count: int) -> Event:
-        assert state.best is not None
-        label, score, box = state.best
-        return Event(
-            id=uuid.uuid4().hex,
-            type=kind,
+    def _note(pair: _Pair, events: list[Event]) -> list[Event]:
+        if events:
+            pair.last_event = events[-1].id
+        return events
+
+    def _report(self, pair: _Pair, frame: FrameInfo) -> None:
+        ev = pair.evaluator
+        line = ev if isinstance(ev, LineCrossing) else None
+        status = RuleStatus(
             camera=frame.camera,
-            rule=rule,
-            label=label,
-            score=round(score, 4),
-            box=box,
-            count=count,
-            frame_seq=frame.seq,
-            t_frame=round(frame.t_frame, 3),
-            t_wall=frame.t_wall,
-            frame_wh=(frame.width, frame.height),
-            started_t_frame=round(state.started, 3),
+            rule=pair.rule.name,
+            kind=pair.rule.kind,
+            state=pair.gate or ev.state,
+            count=ev.count,
+            since_wall=frame.t_wall,
+            event_id=pair.last_event,
+            armed=pair.gate != "disarmed",
+            scheduled=pair.gate != "idle",
+            counters=line.totals() if line else None,
+            counters_by_label=line.by_label() if line else None,
         )
+        old = pair.status
+        if status.same_as(old):
+            return
+        if old is not None and old.state == status.state:
+            status = RuleStatus(**{**status.__dict__, "since_wall": old.since_wall})
+        pair.status = status
+        self._statuses.append(status)
+
+    def _zones(
+        self, rules: list[CompiledRule], dets: Detections, wh: tuple[int, int]
+    ) -> dict[str, npt.NDArray[np.bool_]]:
+        points: dict[AnchorPoint, np.ndarray] = {}
+        out = {}
+        for rule in rules:
+            if rule.zone is None:
+                continue
+            if rule.anchor not in points:
+                points[rule.anchor] = anchor_points(dets, wh, rule.anchor)
+            out[rule.name] = rule.zone.contains(points[rule.anchor])
+        return out
+
+    def _follow_zones(
+        self, camera: str, dets: Detections, in_zones: dict[str, npt.NDArray[np.bool_]], ended: frozenset[int]
+    ) -> dict[int, tuple[str, ...]]:
+        """Per track, the zones its object has been in so far, in the order it entered them."""
+        seen = self._track_zones.setdefault(camera, {})
+        tids = dets.tracker_id
+        if tids is not None:
+            for i, tid in enumerate(tids.tolist()):
+                if tid < 0:
+                    continue
+                zones = seen.get(tid, ())
+                for name, inside in in_zones.items():
+                    if inside[i] and name not in zones:
+                        zones = (*zones, name)
+                seen[tid] = zones
+        for tid in ended:
+            seen.pop(tid, None)
+        return seen

@@ -89,6 +89,19 @@ class ActionFigures:
     dropped: int  # events dropped because the action queue was full
     failures: tuple[tuple[str, int], ...]  # (action name, failures)
     files_removed: int  # retention: event log rotation, old snapshots
+    commands: CommandCounts | None = None  # rule commands, when any rule has one
+
+
+@dataclass(frozen=True)
+class CommandCounts:
+    started: int
+    succeeded: int
+    failed: int
+    timed_out: int
+    dropped: int
+    running: int
+    queued: int
+    exit_codes: tuple[tuple[int, int], ...]  # (exit code, times)
 
 
 @dataclass(frozen=True)

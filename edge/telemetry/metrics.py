@@ -128,6 +128,15 @@ def _actions_threads(f: Figures) -> Iterator[Metric]:
     for action, count in a.failures:
         failures.add_metric([action], count)
     yield failures
+    if a.commands is not None:
+        runs = CounterMetricFamily("edge_command_runs", "Rule commands by outcome.", labels=["outcome"])
+        for outcome in ("succeeded", "failed", "timed_out", "dropped"):
+            runs.add_metric([outcome], getattr(a.commands, outcome))
+        yield runs
+        codes = CounterMetricFamily("edge_command_exit_codes", "Rule command exit codes.", labels=["code"])
+        for code, n in a.commands.exit_codes:
+            codes.add_metric([str(code)], n)
+        yield codes
     yield CounterMetricFamily(
         "edge_retention_files_removed",
         "Files removed by retention (rotated event logs, old snapshots).",

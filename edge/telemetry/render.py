@@ -102,6 +102,18 @@ def stats_payload(f: Figures) -> dict[str, Any]:
         "failures": dict(a.failures),
         "files_removed": a.files_removed,
     }
+    if a.commands is not None:
+        c = a.commands
+        out["actions"]["commands"] = {
+            "started": c.started,
+            "succeeded": c.succeeded,
+            "failed": c.failed,
+            "timed_out": c.timed_out,
+            "dropped": c.dropped,
+            "running": c.running,
+            "queued": c.queued,
+            "exit_codes": {str(code): n for code, n in c.exit_codes},
+        }
     out["threads"] = [
         {"name": t.name, "kind": t.kind, "alive": t.alive, "restarts": t.restarts, "last_error": t.last_error}
         for t in f.threads
