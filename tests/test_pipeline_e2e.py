@@ -33,32 +33,43 @@ def test_demo_clip_gives_the_expected_events(
 ) -> None:
     out = run_demo(broker, tmp_path / "state", demo_clip)
     assert out.returncode == 0, out.stderr
-    assert "500 frame(s) processed, 4 event(s)" in out.stderr
+    assert "500 frame(s) processed, 8 event(s)" in out.stderr
 
-    payloads = [json.loads(p) for p in subscriber.wait_for("edge/demo/events", 4)]
-    assert [(p["type"], p["label"], p["rule"], p["camera"]) for p in payloads] == [
-        ("new", "person", "person_in_zone", "entrance"),
-        ("end", "person", "person_in_zone", "entrance"),
-        ("new", "person", "person_in_zone", "entrance"),
-        ("end", "person", "person_in_zone", "entrance"),
+    payloads = [json.loads(p) for p in subscriber.wait_for("edge/demo/events", 8)]
+    # The astronaut walks in from the left (track 1): across the walkway line at about 5.6 s,
+    # into the zone at 6 s, stays there more than 4 s (loitering), walks out of the picture
+    # on the right at 13 s; comes back (track 2) at 15 s, crosses the line the other way at
+    # 17 s and leaves the zone at 18 s.
+    assert [(p["type"], p["rule"], p["track_id"], p["direction"], p["reason"]) for p in payloads] == [
+        ("cross", "walkway", 1, "in", None),
+        ("new", "person_in_zone", 1, None, None),
+        ("new", "loitering", 1, None, None),
+        ("end", "person_in_zone", 1, None, "left"),
+        ("end", "loitering", 1, None, "left"),
+        ("new", "person_in_zone", 2, None, None),
+        ("cross", "walkway", 2, "out", None),
+        ("end", "person_in_zone", 2, None, "left"),
     ]
-    # The astronaut walks into the zone at about 6 s, out at 13 s, back at 15 s, out at 18 s.
+    assert {(p["label"], p["camera"]) for p in payloads} == {("person", "entrance")}
     times = [p["t_frame"] for p in payloads]
-    assert (
-        5.0 < times[0] < 7.5 and 12.0 < times[1] < 14.0 and 14.0 < times[2] < 16.5 and 17.0 < times[3] < 19.0
-    )
+    windows = [(5, 6.5), (5.5, 7), (9.5, 11), (12, 14), (12, 14), (14, 16.5), (16, 18), (17, 19)]
+    assert all(lo < t < hi for t, (lo, hi) in zip(times, windows, strict=True)), times
+    assert payloads[2]["duration"] >= 4.0 and payloads[4]["duration"] >= 4.0  # loitering: at least 4 s
+    assert payloads[6]["counters"] == {"in": 1, "out": 1}
+    assert payloads[1]["episode"] == payloads[3]["episode"] != payloads[5]["episode"]
+    assert payloads[1]["zones"] == ["person_in_zone", "loitering"]  # in the order the rules are listed
     for p in payloads:
         jsonschema.validate(p, SCHEMA)
         assert p["model"] == {
             "name": "blazepose",
             "sha256": "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
         }
-    assert len({p["id"] for p in payloads}) == 4
+    assert len({p["id"] for p in payloads}) == 8
 
     logged = [json.loads(line) for line in (tmp_path / "state" / "events.jsonl").read_text().splitlines()]
     assert logged == payloads
     snaps = sorted((tmp_path / "state" / "snapshots" / "entrance").glob("*.jpg"))
-    assert len(snaps) == 2  # one per "new"
+    assert len(snaps) == 5  # one per "new" and "cross"
 
     assert subscriber.on("edge/demo/available")[:1] == [b"online"]
     assert subscriber.wait_for("edge/demo/available", 2)[-1] == b"stopped"
@@ -69,7 +80,8 @@ def test_same_events_on_another_runner_and_speed(
     models_dir: Path, demo_clip: Path, broker: Broker, tmp_path: Path
 ) -> None:
     """Rule timing runs on frame time: LiteRT (sync) and OpenVINO (async infer queue, several
-    frames in flight) process the clip at different speeds and give the same events."""
+    frames in flight) process the clip at different speeds and give the same events, with the
+    same track ids and line crossings."""
     require_backend("openvino")
     first = run_demo(broker, tmp_path / "a", demo_clip, "--set", "models.person.runner=litert")
     second = run_demo(
@@ -88,13 +100,13 @@ def test_same_events_on_another_runner_and_speed(
     assert "blazepose on openvino" in second.stderr
     assert first.returncode == second.returncode == 0
 
-    def times(state: Path) -> list[tuple[str, float]]:
+    def times(state: Path) -> list[tuple[str, str, float, int | None, str | None]]:
         return [
-            (e["type"], e["t_frame"])
+            (e["type"], e["rule"], e["t_frame"], e["track_id"], e["direction"])
             for e in map(json.loads, (state / "events.jsonl").read_text().splitlines())
         ]
 
-    assert times(tmp_path / "a") == times(tmp_path / "b") and len(times(tmp_path / "a")) == 4
+    assert times(tmp_path / "a") == times(tmp_path / "b") and len(times(tmp_path / "a")) == 8
 
 
 @pytest.mark.parametrize(

@@ -450,9 +450,13 @@ class InferenceWorker(threading.Thread):
             self.event_counts = {**self.event_counts, key: 0}  # readers see a whole dict, never a growing one
         self.event_counts[key] += 1
         payload = event_payload(event, self.device, self.identity)
+        track = f" #{event.track_id}" if event.track_id is not None else ""
+        extra = f" direction={event.direction}" if event.direction else ""
+        extra += f" reason={event.reason}" if event.reason else ""
         log.info(
-            "event %s %s camera=%s rule=%s label=%s score=%.2f t=%.2fs",
-            event.type, event.id[:8], event.camera, event.rule, event.label, event.score, event.t_frame,
+            "event %s %s camera=%s rule=%s label=%s%s score=%.2f t=%.2fs%s",
+            event.type, event.id[:8], event.camera, event.rule, event.label, track, event.score,
+            event.t_frame, extra,
         )  # fmt: skip
         shapes = camera_shapes(event.camera, self.engine.rules, self.engine.cameras, only_rule=event.rule)
         rule = self.engine.rules.get(event.rule)
