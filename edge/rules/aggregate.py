@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge.rules.matching import CompiledRule
+from edge.rules.matching import CompiledRule, elapsed
 from edge.rules.model import Box, EndReason, Event, EventType, FrameInfo, RuleState, Scene, new_id
 
 
@@ -60,7 +60,7 @@ class _Episode:
         return self.n
 
     def _may_start(self, t: float) -> bool:
-        return self.last_new is None or t - self.last_new >= self.rule.cooldown
+        return self.last_new is None or elapsed(self.last_new, t, self.rule.cooldown)
 
     def _event(
         self, kind: EventType, frame: FrameInfo, best: _Best, reason: EndReason | None = None
@@ -115,15 +115,19 @@ class CountEpisode(_Episode):
             self.above_since = None
             self.below_since = t if self.below_since is None else self.below_since
         if not self.active:
-            if self.above_since is not None and t - self.above_since >= cfg.on_after and self._may_start(t):
+            if (
+                self.above_since is not None
+                and elapsed(self.above_since, t, cfg.on_after)
+                and self._may_start(t)
+            ):
                 return [self._start(scene.frame, self.above_since, _Best.of(scene, hit))]
-        elif self.below_since is not None and t - self.below_since >= cfg.off_after:
+        elif self.below_since is not None and elapsed(self.below_since, t, cfg.off_after):
             self.active = False
             return [self._event("end", scene.frame, _Best.of(scene, hit), "cleared")]
         elif (
             self.n > self.peak
             and self.rule.update_interval > 0
-            and t - self.last_emit >= self.rule.update_interval
+            and elapsed(self.last_emit, t, self.rule.update_interval)
         ):
             return [self._event("update", scene.frame, _Best.of(scene, hit))]
         return []
@@ -148,15 +152,15 @@ class AbsenceEpisode(_Episode):
             if (
                 self.run_start is None
                 or self.last_seen is None
-                or t - self.last_seen >= self.rule.clear_after
+                or elapsed(self.last_seen, t, self.rule.clear_after)
             ):
                 self.run_start = t
             self.last_seen = t
-            if self.active and t - self.run_start >= cfg.present_after:
+            if self.active and elapsed(self.run_start, t, cfg.present_after):
                 self.active = False
                 return [self._event("end", scene.frame, _Best.of(scene, hit), "cleared")]
             return []
         gone_since = self.watch_since if self.last_seen is None else self.last_seen
-        if not self.active and t - gone_since >= cfg.absent_after and self._may_start(t):
+        if not self.active and elapsed(gone_since, t, cfg.absent_after) and self._may_start(t):
             return [self._start(scene.frame, gone_since, _Best())]
         return []

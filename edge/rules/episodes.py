@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge.rules.matching import CompiledRule
+from edge.rules.matching import CompiledRule, elapsed
 from edge.rules.model import Box, EndReason, Event, EventType, FrameInfo, RuleState, Scene, new_id
 
 UNTRACKED = -1
@@ -76,12 +76,14 @@ class ObjectEpisodes:
         events: list[Event] = []
         for key, i in picks.items():
             obj = self.objects.get(key)
-            if obj is None or (not obj.active and t - obj.last_t >= self.rule.clear_after):
+            if obj is None or (not obj.active and elapsed(obj.last_t, t, self.rule.clear_after)):
                 obj = self.objects[key] = _Object(key, t, scene.frame.t_wall, t)
             self._observe(obj, scene, i)
             if not obj.active:
                 since = self.last_new.get(key)
-                if t - obj.first_t >= self.min_time and (since is None or t - since >= self.rule.cooldown):
+                if elapsed(obj.first_t, t, self.min_time) and (
+                    since is None or elapsed(since, t, self.rule.cooldown)
+                ):
                     obj.active, obj.episode = True, new_id()
                     self.last_new[key] = t
                     events.append(self._event("new", obj, scene.frame))
@@ -91,7 +93,7 @@ class ObjectEpisodes:
             if key in picks:
                 continue
             lost = key in scene.ended
-            if lost or t - obj.last_t >= self.rule.clear_after:
+            if lost or elapsed(obj.last_t, t, self.rule.clear_after):
                 del self.objects[key]
                 if obj.active:
                     obj.active = False
@@ -120,14 +122,14 @@ class ObjectEpisodes:
         obj.zones = scene.zones_of(i)
 
     def _worth_update(self, obj: _Object, t: float) -> bool:
-        if self.rule.update_interval <= 0 or t - obj.last_emit < self.rule.update_interval:
+        if self.rule.update_interval <= 0 or not elapsed(obj.last_emit, t, self.rule.update_interval):
             return False
         top, zones, stationary = obj.reported
         return obj.top_score >= top + SCORE_STEP or obj.zones != zones or obj.stationary != stationary
 
     def _prune(self, t: float, ended: frozenset[int]) -> None:
         """Cooldown memory only as long as it can matter, and never for tracks that ended."""
-        stale = [k for k, when in self.last_new.items() if k in ended or t - when >= self.rule.cooldown]
+        stale = [k for k, when in self.last_new.items() if k in ended or elapsed(when, t, self.rule.cooldown)]
         for k in stale:
             if k not in self.objects:
                 del self.last_new[k]

@@ -91,14 +91,15 @@ class LineCrossing:
     def _through_segment(self, old: _Side, px: float, py: float) -> bool:
         """Does the path from the old position to (px, py) cross the segment (a margin's
         tolerance at its ends)?"""
-        ax, ay = self._a
         dx, dy = self._d
         ex, ey = px - old.x, py - old.y
-        denom = ex * dy - ey * dx
+        wx, wy = old.x - self._a[0], old.y - self._a[1]
+        denom = dx * ey - dy * ex  # d x e
         if abs(denom) < 1e-12:
             return False
-        # old + s * e == a + u * d  ->  u along the segment (0 at its first point, 1 at the second)
-        u = (ex * (old.y - ay) - ey * (old.x - ax)) / -denom
+        # old + s * e == a + u * d; crossing both sides with e: u = (w x e) / (d x e), w = old - a.
+        # u runs along the segment: 0 at its first point, 1 at its second.
+        u = (wx * ey - wy * ex) / denom
         slack = self._margin / self._length
         return -slack <= u <= 1 + slack
 
@@ -106,6 +107,9 @@ class LineCrossing:
         d = self._signed_distance(px, py)
         side = 1 if d > self._margin else -1 if d < -self._margin else 0
         old = self.sides.get(tid)
+        if old is not None and t - old.last_t > FORGET_AFTER:  # unseen too long: side unknown
+            del self.sides[tid]
+            old = None
         if side == 0:
             if old is not None:
                 old.last_t = t

@@ -1,5 +1,6 @@
 """Which detections of a frame a rule looks at: label, score, size, zone, standing still.
-One vectorised pass per rule and frame."""
+One vectorised pass per rule and frame. And ``elapsed``, how every rule kind compares frame times
+with its delays."""
 
 from __future__ import annotations
 
@@ -11,6 +12,16 @@ import numpy.typing as npt
 from edge.config.schema import RuleConfig
 from edge.rules.model import Scene
 from edge.rules.zones import AnchorPoint, PolygonZone
+
+TIME_TOLERANCE = 1e-4
+"""Seconds of rounding forgiven when a delay is compared with frame times: 0.7 - 0.2 is
+0.49999999999999994 in floating point, and a 0.5 s dwell must hold on the 10 fps frame 0.5 s
+after the first, not one frame later."""
+
+
+def elapsed(since: float, now: float, delay: float) -> bool:
+    """Has ``delay`` passed from frame time ``since`` to frame time ``now``?"""
+    return now - since >= delay - TIME_TOLERANCE
 
 
 @dataclass(frozen=True)
