@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from edge.alerts.actions import Action, ActionDispatcher, EventLogAction, MqttAction, SnapshotAction
+from edge.alerts.arming import ArmControl
 from edge.alerts.command import CommandAction
 from edge.alerts.homeassistant import Discovery
 from edge.alerts.mqtt import MqttPublisher
@@ -44,7 +45,9 @@ from edge.models import default_search_dirs
 from edge.pipeline.worker import CameraChannel, FrameBudget, InferenceWorker
 from edge.preview.server import PreviewServer, PreviewSource
 from edge.preview.tap import PreviewEventsAction, PreviewTap
-from edge.rules.engine import RuleEngine, initial_status
+from edge.rules.arming import FILENAME as ARMING_FILE
+from edge.rules.arming import ArmingStore, arming_defaults
+from edge.rules.engine import RuleEngine, always_armed, initial_status
 from edge.rules.schedule import Schedule
 from edge.runners.openvino import AsyncInfer
 from edge.runners.select import HardwareInfo, probe_hardware
@@ -113,6 +116,8 @@ class Application:
     hardware: HardwareInfo | None = None
     dispatcher: ActionDispatcher | None = None
     commands: CommandAction | None = None
+    arming: ArmingStore | None = None  # which rules are armed; set over MQTT, kept in state_dir
+    arm_control: ArmControl | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
     retired_event_counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _signals: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
@@ -135,6 +140,8 @@ class Application:
         self.started = time.monotonic()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cameras = enabled_cameras(cfg)
+        if not self.preview_only:
+            self.arming = ArmingStore(self.state_dir / ARMING_FILE, arming_defaults(cfg.rules, cameras))
         if cfg.metrics.enabled:  # bound first: a busy port stops the start before any thread runs
             self.metrics = MetricsServer(self.figures, cfg.metrics.host, cfg.metrics.port)
         if cfg.preview.enabled or self.preview_only:
@@ -152,6 +159,7 @@ class Application:
             self._build_camera(cam_name, cam)
         if self.publisher is not None:
             self._announce_states(rule_pairs(cfg), reset=True)
+            self.control_arming()
             self.publisher.start()
         if self.metrics is not None:
             self.metrics.start()
@@ -227,8 +235,20 @@ class Application:
         return RuleEngine(
             cfg.rules,
             {c: cam for c, cam in cameras.items() if cam.model == model_name},
+            armed=self.arming.armed if self.arming is not None else always_armed,
             schedules=schedules,
         )
+
+    def control_arming(self) -> None:
+        """``<camera>/<rule>/set`` commands and the retained ``armed`` topics, on this
+        publisher (a new one after MQTT was turned on by a reload)."""
+        if self.publisher is None or self.arming is None:
+            return
+        if self.arm_control is None or self.arm_control.publisher is not self.publisher:
+            self.arm_control = ArmControl(self.publisher, self.arming)
+            self.arm_control.start(self.arming.pairs())
+        else:
+            self.arm_control.update(self.arming.pairs())
 
     def _build_worker(
         self,
@@ -282,14 +302,16 @@ class Application:
         cfg, base = self.loaded.config, self.publisher.base
         now = time.time()
         for rule, cam in sorted(new_pairs):
-            status = initial_status(cfg.rules[rule], rule, cam, now, armed=True)
+            armed = self.arming is None or self.arming.armed(cam, rule)
+            status = initial_status(cfg.rules[rule], rule, cam, now, armed=armed)
             self.publisher.set_latest(f"{base}/{cam}/{rule}/state", state_payload(status), revive=True)
         pairs = rule_pairs(cfg)
         current = {f"{base}/{cam}/{rule}/state" for rule, cam in pairs}
         current |= {f"{base}/{cam}/status" for cam in enabled_cameras(cfg)}
+        current |= {f"{base}/{cam}/{rule}/armed" for rule, cam in pairs}
         sync_retained(self.publisher, self.state_dir / RETAINED_TOPICS, current)
         ha = cfg.mqtt.homeassistant
-        if ha.enabled and (reset or new_pairs):
+        if ha.enabled:  # every time: a reload may change a rule's kind, and so its entities
             entities = sorted((cam, rule, cfg.rules[rule].kind) for rule, cam in pairs)
             Discovery(self.publisher, ha.prefix, cfg.mqtt.device, entities, self.state_dir).start()
 

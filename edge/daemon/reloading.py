@@ -17,6 +17,7 @@ from edge.config.schema import EdgeConfig
 from edge.daemon.reload import ReloadPlan, enabled_cameras, plan_reload, rule_pairs
 from edge.errors import ConfigError, EdgeError
 from edge.inference import LoadedModel
+from edge.rules.arming import arming_defaults
 from edge.rules.engine import Event, RuleEngine
 
 if TYPE_CHECKING:
@@ -75,11 +76,14 @@ def reload_config(app: Application) -> bool:
         app.notifier.ready(app.status_line())
         return False
     old_base = None if app.publisher is None else app.publisher.base
+    if app.arming is not None:  # before the new engines read it
+        app.arming.reconfigure(arming_defaults(cfg.rules, enabled_cameras(cfg)))
     apply_plan(app, plan, cfg, loaded)
     app.loaded = LoadedConfig(cfg, new.source, new.path)
     if app.publisher is not None:
         moved = app.publisher.base != old_base  # a new prefix/device, or MQTT turned on
         app._announce_states(rule_pairs(cfg) if moved else plan.new_pairs, reset=plan.mqtt_changed)
+        app.control_arming()
         if moved:
             for cam, capture in app.captures.items():
                 app._on_camera_state(cam, capture.state)

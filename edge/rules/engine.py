@@ -69,7 +69,7 @@ def initial_status(cfg: RuleConfig, rule: str, camera: str, now: float, armed: b
     return RuleStatus(camera, rule, cfg.kind, state, 0, now, None, armed, scheduled, zero, by_label)
 
 
-def _always_armed(camera: str, rule: str) -> bool:
+def always_armed(camera: str, rule: str) -> bool:
     return True
 
 
@@ -91,7 +91,7 @@ class RuleEngine:
 
     rules: Mapping[str, RuleConfig]
     cameras: Mapping[str, CameraConfig]
-    armed: Callable[[str, str], bool] = _always_armed
+    armed: Callable[[str, str], bool] = always_armed
     schedules: Mapping[str, ScheduleLike] = field(default_factory=dict)
     _by_camera: dict[str, list[CompiledRule]] = field(init=False)
     _masks: dict[str, list[PolygonZone]] = field(init=False)
