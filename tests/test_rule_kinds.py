@@ -221,6 +221,20 @@ PRESENCE_CASES = [
         id="update_interval 0 -> no updates",
     ),
     pytest.param(
+        {},
+        hold(0, 1, [P1]) + hold(2, 4, []) + hold(5, 6, [P1]),
+        [(0, "new", 1, None, None, 1), (3, "end", 1, None, "left", 0), (5, "new", 1, None, None, 1)],
+        [("on", 1), ("off", 0), ("on", 1)],
+        id="back after it left: a new episode",
+    ),
+    pytest.param(
+        {},
+        hold(0, 1, [P1]) + [(2.0, []), (3.5, [P1])] + hold(4, 7, []),
+        [(0, "new", 1, None, None, 1), (6, "end", 1, None, "left", 0)],
+        [("on", 1), ("off", 0)],
+        id="a gap shorter than clear_after keeps the episode",
+    ),
+    pytest.param(
         {"cooldown": 10},
         hold(0, 1, [P1]) + hold(2, 4, []) + hold(5, 10, [P1, P2]),
         [
@@ -401,6 +415,20 @@ LINE_CASES = [
         [(1, "cross", 1, "in", None, 1)],
         (1, 0),
         id="a diagonal path through the segment counts",
+    ),
+    pytest.param(
+        {"line_margin": 0.1},
+        _down(0.45, 0.55, 0.45, 0.55, 0.3, 0.7),
+        [(5, "cross", 1, "in", None, 1)],
+        (1, 0),
+        id="a wider line_margin: only a move past it counts",
+    ),
+    pytest.param(
+        {"directions": ["out"]},
+        _down(0.3, 0.7, 0.3),
+        [(2, "cross", 1, "out", None, 1)],
+        (1, 1),
+        id="directions [out]",
     ),
     pytest.param(
         {},
@@ -651,6 +679,12 @@ ABSENCE_CASES = [
         [_n(5, "new", 0), _n(13, "end", 1, "cleared")],
         0.0,
         id="a miss of clear_after restarts present_after",
+    ),
+    pytest.param(
+        hold(0, 5, []) + hold(6, 9, [P1]) + hold(10, 14, []),
+        [_n(5, "new", 0), _n(9, "end", 1, "cleared"), _n(14, "new", 0)],
+        0.0,
+        id="absent again after it ended: a new episode",
     ),
     pytest.param(
         hold(0, 5, [at(-1, 0.3, 0.5)]),
