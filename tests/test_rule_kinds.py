@@ -129,11 +129,13 @@ def assert_episodes(events: list[Event]) -> None:
     """Every ``update`` and ``end`` carries the episode its object's last ``new`` opened; every
     ``new`` opens an episode of its own."""
     current: dict[int | None, str] = {}
+    seen: set[str] = set()
     for e in events:
         if e.type == "new":
-            assert e.episode not in current.values() and e.duration >= 0, record(e)
+            assert e.episode not in seen and e.duration >= 0, record(e)
             current[e.track_id] = e.episode
-        else:
+            seen.add(e.episode)
+        elif e.type != "cross":
             opened = current.pop(e.track_id) if e.type == "end" else current[e.track_id]
             assert e.episode == opened, record(e)
 
