@@ -6,7 +6,8 @@ object's side is only decided once its anchor point is more than ``margin`` (a f
 frame) away from the line; inside that band it keeps the side it had, so someone hovering on
 the line, or a box that jitters across it, does not count again and again. A change of side
 counts when the path between the two decided positions passes through the segment itself (not
-its extension). Needs track ids: untracked detections never cross.
+its extension; a margin's tolerance at its ends). A track's side is forgotten when the track
+ends or has not been seen for ``FORGET_AFTER``. Needs track ids: untracked detections never cross.
 """
 
 from __future__ import annotations
