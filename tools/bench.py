@@ -15,7 +15,8 @@ nobody watching, and on with one viewer (percent of one core; ``tools/preview_co
 ``alerts``: alerts per second to a local broker, with and without the outbox. Nothing is
 written into the working folder (the outbox databases go to a temporary folder by default).
 
-``tracker``: cost of one ``ByteTracker.update`` with 1, 10 and 50 objects in view (the synthetic
+``tracker``: cost per frame of ``ByteTracker.update`` and of the rule engine (one rule of each
+kind: presence, line, dwell, count, absence) with 1, 10 and 50 objects in view (the synthetic
 scenes of ``tests/synthetic_scenes.py`` at 10 fps: noisy boxes, misses, false positives, all
 objects present the whole time); median and p90 in microseconds over the scene's frames.
 
@@ -181,31 +182,59 @@ def bench_alerts(host: str, port: int, n: int, state: Path) -> list[dict[str, ob
     return rows
 
 
+RULES_FOR_BENCH = {
+    "in_zone": {"labels": ["person"], "zone": [[0.1, 0.1], [0.6, 0.1], [0.6, 0.9], [0.1, 0.9]]},
+    "crossing": {"kind": "line", "labels": ["person"], "line": [[0.5, 1.0], [0.5, 0.0]]},
+    "loitering": {"kind": "dwell", "dwell": "5s", "zone": [[0.4, 0.2], [0.9, 0.2], [0.9, 0.8], [0.4, 0.8]]},
+    "crowd": {"kind": "count", "min_count": 5, "zone": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]},
+    "empty": {"kind": "absence", "absent_after": "10s", "zone": [[0.7, 0.7], [1, 0.7], [1, 1], [0.7, 1]]},
+}
+
+
 def bench_tracker(objects: list[int], frames: int) -> list[dict[str, object]]:
-    """Per-update cost of the tracker on a synthetic scene of ``frames`` frames at 10 fps."""
+    """Per-frame cost of the tracker and of the rule engine (one rule of each kind: presence,
+    line, dwell, count, absence) on a synthetic scene of ``frames`` frames at 10 fps."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from synthetic_scenes import busy_scene, simulate
 
+    from edge.config.schema import CameraConfig, RuleConfig
+    from edge.rules import FrameInfo, RuleEngine
     from edge.tracking import ByteTracker
 
+    camera = CameraConfig.model_validate({"source": {"type": "file", "path": "x.mp4"}, "model": "m"})
+    rules = {n: RuleConfig.model_validate({"cameras": ["cam"], **r}) for n, r in RULES_FOR_BENCH.items()}
     rows: list[dict[str, object]] = []
     for count in objects:
         scene = simulate(busy_scene(count, duration=frames / 10.0, seed=count), fps=10, seed=1)
+        wh = (1280, 720)
         for _ in range(2):  # the second pass is the one measured (warm caches and allocator)
             tracker = ByteTracker()
-            cost = []
-            for frame in scene:
+            engine = RuleEngine(rules, {"cam": camera})
+            track_us, rules_us, events = [], [], 0
+            for seq, frame in enumerate(scene):
                 t0 = time.perf_counter()
-                tracker.update(frame.detections, frame.t)
-                cost.append((time.perf_counter() - t0) * 1e6)
+                result = tracker.update(frame.detections, frame.t)
+                t1 = time.perf_counter()
+                info = FrameInfo("cam", seq, frame.t, 1.7e9 + frame.t, *wh)
+                ended = tuple(tr.id for tr in result.ended)
+                events += len(engine.evaluate(info, result.detections, ("person",), result.stationary, ended))
+                engine.statuses()
+                t2 = time.perf_counter()
+                track_us.append((t1 - t0) * 1e6)
+                rules_us.append((t2 - t1) * 1e6)
+        both = [a + b for a, b in zip(track_us, rules_us, strict=True)]
         rows.append(
             {
                 "objects": count,
                 "frames": len(scene),
                 "detections_per_frame": round(sum(len(f.detections) for f in scene) / len(scene), 1),
                 "tracks_held": tracker.track_count,
-                "update_median_us": round(statistics.median(cost), 1),
-                "update_p90_us": round(float(np.percentile(cost, 90)), 1),
+                "update_median_us": round(statistics.median(track_us), 1),
+                "update_p90_us": round(float(np.percentile(track_us, 90)), 1),
+                "rules_median_us": round(statistics.median(rules_us), 1),
+                "rules_p90_us": round(float(np.percentile(rules_us, 90)), 1),
+                "total_median_us": round(statistics.median(both), 1),
+                "events": events,
             }
         )
     return rows
@@ -233,7 +262,7 @@ def main() -> int:
     p.add_argument("--runner", default="litert", help="runner of the demo's model (default: litert)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring (default: 5)")
     p.add_argument("--window", type=float, default=20.0, help="seconds measured per mode (default: 20)")
-    p = sub.add_parser("tracker", help="cost of one tracker update at 1, 10 and 50 objects")
+    p = sub.add_parser("tracker", help="cost of the tracker and the rules per frame at 1, 10 and 50 objects")
     p.add_argument(
         "--objects",
         action="append",
@@ -245,12 +274,14 @@ def main() -> int:
     if args.command == "tracker":
         rows = bench_tracker(args.objects or [1, 10, 50], args.n)
         print(
-            f"{'objects':>7} {'frames':>6} {'dets/frame':>10} {'tracks':>6} {'median us':>10} {'p90 us':>8}"
+            f"{'objects':>7} {'frames':>6} {'dets/frame':>10} {'tracks':>6} {'track us':>9} {'p90':>7} "
+            f"{'rules us':>9} {'p90':>7} {'both us':>8} {'events':>6}   (medians per frame; 5 rules)"
         )
         for r in rows:
             print(
                 f"{r['objects']:>7} {r['frames']:>6} {r['detections_per_frame']:>10} {r['tracks_held']:>6} "
-                f"{r['update_median_us']:>10} {r['update_p90_us']:>8}"
+                f"{r['update_median_us']:>9} {r['update_p90_us']:>7} {r['rules_median_us']:>9} "
+                f"{r['rules_p90_us']:>7} {r['total_median_us']:>8} {r['events']:>6}"
             )
         return 0
     if args.command == "preview":

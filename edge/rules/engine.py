@@ -172,7 +172,8 @@ class RuleEngine:
                     events += self._note(
                         pair, pair.evaluator.stop(frame, "disarmed" if gate == "disarmed" else "schedule")
                     )
-                    pair.evaluator = new_evaluator(rule)
+                    if rule.kind != "line":  # line counters live as long as the rule
+                        pair.evaluator = new_evaluator(rule)
                 pair.gate = gate
             if gate is None:
                 events += self._note(pair, pair.evaluator.step(scene, rule.matches(scene)))
