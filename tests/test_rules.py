@@ -102,3 +102,21 @@ def test_zone_membership_is_invariant_under_vertex_rotation(shift: int) -> None:
     rotated = PolygonZone(verts[shift:] + verts[:shift]).contains(pts)
     assert (base == rotated).all() and base.any() and not base.all()
     assert PolygonZone(verts).contains(np.array([[0.5, 0.15]], np.float32))[0]  # on the edge counts in
+
+
+@pytest.mark.parametrize(
+    "verts",
+    [
+        [(0.2, 0.1), (0.7, 0.1), (0.7, 0.9), (0.2, 0.9)],  # rectangle: the bounding-box fast path
+        [(0.7, 0.9), (0.2, 0.9), (0.2, 0.1), (0.7, 0.1)],  # the same, listed the other way round
+        [(0.1, 0.1), (0.9, 0.1), (0.9, 0.5), (0.5, 0.5), (0.5, 0.9), (0.1, 0.9)],  # concave L
+        [(0.5, 0.05), (0.95, 0.5), (0.5, 0.95), (0.05, 0.5)],  # diamond: 4 points, not a rectangle
+    ],
+    ids=["rectangle", "rectangle-reversed", "concave", "diamond"],
+)
+def test_zone_fast_paths_agree_with_the_full_polygon_test(verts: list[tuple[float, float]]) -> None:
+    rng = np.random.default_rng(7)
+    grid = np.array([(x, y) for x in np.linspace(0, 1, 21) for y in np.linspace(0, 1, 21)])  # edges too
+    pts = np.concatenate([rng.uniform(0, 1, (500, 2)), grid])
+    zone = PolygonZone(verts)
+    assert (zone.contains(pts) == zone._polygon_contains(pts)).all()

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from edge.types import Detections, FloatArray
 
 AnchorPoint = Literal["bottom_center", "center", "top_center"]
+ON_EDGE = 1e-6  # a point this close to an edge is on it (counts as inside)
 
 
 class PolygonZone:
@@ -23,11 +24,25 @@ class PolygonZone:
         self.vertices = v
         self._a = v
         self._b = np.roll(v, -1, axis=0)
+        low, high = v.min(axis=0), v.max(axis=0)
+        # An axis-aligned rectangle (the common zone): its bounding box is the answer. The box
+        # is widened by the distance within which a point counts as on an edge.
+        corners = {(float(x), float(y)) for x in (low[0], high[0]) for y in (low[1], high[1])}
+        self._rectangle = len(v) == 4 and {(float(x), float(y)) for x, y in v} == corners
+        self._low, self._high = low - ON_EDGE, high + ON_EDGE
 
     def contains(self, points: FloatArray) -> npt.NDArray[np.bool_]:
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         if len(p) == 0:
             return np.zeros(0, dtype=bool)
+        in_box: npt.NDArray[np.bool_] = ((p >= self._low) & (p <= self._high)).all(axis=1)
+        if self._rectangle or not in_box.any():
+            return in_box
+        out = np.zeros(len(p), dtype=bool)
+        out[in_box] = self._polygon_contains(p[in_box])
+        return out
+
+    def _polygon_contains(self, p: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
         px, py = p[:, 0:1], p[:, 1:2]  # (N, 1) against (K,) edges
         ax, ay, bx, by = self._a[:, 0], self._a[:, 1], self._b[:, 0], self._b[:, 1]
         straddles = (ay > py) != (by > py)
@@ -39,7 +54,7 @@ class PolygonZone:
         length2 = ex * ex + ey * ey
         t = np.clip(((px - ax) * ex + (py - ay) * ey) / np.where(length2 > 0, length2, 1), 0, 1)
         dist2 = (ax + t * ex - px) ** 2 + (ay + t * ey - py) ** 2
-        on_edge = (dist2 < 1e-12).any(axis=1)
+        on_edge = (dist2 < ON_EDGE * ON_EDGE).any(axis=1)
         out: npt.NDArray[np.bool_] = inside | on_edge
         return out
 
