@@ -47,7 +47,7 @@ function renderEvents(events) {
     const when = (e.ts || "").replace("T", " ").replace(/\.\d+Z$/, "Z");
     const li = el("li", { "data-event": e.id },
       el("div", {}, el("b", { textContent: `${e.type} ` }), `${e.rule} on ${e.camera}`),
-      el("div", { class: "dim", textContent: `${e.label || ""} ${e.score == null ? "" : e.score.toFixed(2)} · ${when}` }));
+      el("div", { class: "dim", textContent: `${e.label || ""}${e.track_id == null ? "" : " #" + e.track_id}${e.direction ? " " + e.direction : ""} ${e.score == null ? "" : e.score.toFixed(2)} · ${when}` }));
     if (e.picture) li.append(el("img", { src: `/event/${encodeURIComponent(e.id)}.jpg`, alt: `snapshot of ${e.rule}`, loading: "lazy" }));
     return li;
   });
@@ -120,7 +120,7 @@ function draw() {
   for (const s of (cam && cam.shapes) || []) {
     ctx.setLineDash([8, 6]);
     ctx.strokeStyle = s.colour;
-    path(ctx, s.points, w, h, true);
+    path(ctx, s.points, w, h, s.kind !== "line");
     ctx.stroke();
   }
   ctx.setLineDash([]);
