@@ -35,3 +35,10 @@ def annotate(frame_bgr: np.ndarray, dets: Detections, labels: Sequence[str]) -> 
             for kx, ky in dets.keypoints[i]:
                 cv2.circle(out, (round(kx), round(ky)), thickness + 2, colour, -1)
     return out
+
+
+def with_track(dets: Detections, track_id: int | None) -> Detections:
+    """The event's one detection with its track id (drawn as ``label #id``), when it has one."""
+    if track_id is None:
+        return dets
+    return Detections(dets.xyxy, dets.score, dets.class_id, dets.keypoints, np.full(len(dets), track_id))

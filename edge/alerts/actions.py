@@ -22,7 +22,7 @@ import numpy as np
 from edge.alerts.mqtt import MqttPublisher
 from edge.alerts.payload import Alert, encode, state_payload
 from edge.alerts.retention import PART_SUFFIX, FolderRetention, RotatingFile
-from edge.annotate import annotate
+from edge.annotate import annotate, with_track
 from edge.overlay import Shape, draw_shapes
 from edge.rules.model import RuleStatus
 from edge.types import Detections
@@ -183,6 +183,7 @@ class SnapshotAction:
         p = env.payload
         x1, y1, x2, y2 = (round(v) for v in p["box"])
         dets = Detections(np.array([p["box"]], np.float32), np.array([p["score"]]), np.array([0]))
+        dets = with_track(dets, p.get("track_id"))
         base = env.image.copy()
         draw_shapes(base, env.shapes)
         image = annotate(base, dets, [p["label"]])

@@ -46,6 +46,9 @@ MAX_BODY = 64 * 1024
 WAIT_FRAME = 10.0  # seconds a single-frame request waits for the camera's next frame
 
 
+EVENT_FIELDS = ("id", "type", "camera", "rule", "label", "score", "ts", "track_id", "direction")
+
+
 @dataclass(frozen=True)
 class PreviewSource:
     """What the server reads from the daemon, each call giving the current value."""
@@ -143,7 +146,7 @@ class PreviewServer:
             })  # fmt: skip
         events = [
             {
-                **{k: e.payload.get(k) for k in ("id", "type", "camera", "rule", "label", "score", "ts")},
+                **{k: e.payload.get(k) for k in EVENT_FIELDS},
                 "picture": e.picture is not None,
             }
             for e in reversed(self.tap.events())

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.annotate import annotate
+from edge.annotate import annotate, with_track
 from edge.overlay import Shape, draw_shapes
 from edge.types import Detections
 
@@ -129,6 +129,7 @@ class PreviewTap:
             draw_shapes(small, shapes)
             box = np.asarray([payload["box"]], np.float32) * f
             dets = Detections(box, np.asarray([payload["score"]], np.float32), np.zeros(1, np.int64))
+            dets = with_track(dets, payload.get("track_id"))
             picture = annotate(small, dets, [str(payload.get("label", ""))])
         with self._changed:
             self._events.append(PreviewEvent(payload, picture))
