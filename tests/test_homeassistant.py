@@ -46,6 +46,8 @@ ALLOWED = {
         "device_class", "expire_after", "force_update", "off_delay", "payload_off", "payload_on",
         "state_topic", "value_template",
     },
+    # home-assistant.io/integrations/image.mqtt/: image_topic needs content_type.
+    "image": COMMON | {"content_type", "image_encoding", "image_topic", "url_template", "url_topic"},
 }
 # Rules of every shape: presence, line and absence on one camera.
 RULES = [("gate", "person", "presence"), ("gate", "cars", "line"), ("gate", "guard", "absence")]
@@ -111,6 +113,20 @@ def test_discovery_messages_by_kind() -> None:
     assert msgs["homeassistant/binary_sensor/yard/gate_guard_active/config"]["device_class"] == "problem"
     count = msgs["homeassistant/sensor/yard/gate_guard_count/config"]
     assert (count["value_template"], count["state_class"]) == ("{{ value_json.count }}", "measurement")
+
+
+def test_snapshot_image_entities_when_snapshots_go_to_mqtt() -> None:
+    schema = json.loads((SCHEMAS / "homeassistant.v1.json").read_text())
+    msgs = discovery_messages("homeassistant", "edge/yard", "yard", RULES, images=True)
+    images = {t for t in msgs if t.startswith("homeassistant/image/")}
+    assert images == {f"homeassistant/image/yard/gate_{r}_snapshot/config" for r in ("person", "cars", "guard")}
+    for topic, doc in msgs.items():
+        jsonschema.validate(doc, schema)
+        assert set(doc) <= ALLOWED[topic.split("/")[1]]
+    image = msgs["homeassistant/image/yard/gate_cars_snapshot/config"]
+    assert (image["image_topic"], image["content_type"]) == ("edge/yard/gate/cars/snapshot", "image/jpeg")
+    assert image["default_entity_id"] == "image.edge_yard_gate_cars_snapshot"
+    assert set(discovery_messages("homeassistant", "edge/yard", "yard", RULES)) == PERSON | CARS | GUARD
 
 
 @pytest.mark.parametrize(

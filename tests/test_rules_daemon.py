@@ -1,6 +1,6 @@
-"""Rules v2 in a running edge, on the demo clip played in real time with BlazePose on LiteRT and a
-real Mosquitto: arming and disarming a rule over MQTT while it is active, the retained state
-and armed topics, the choice kept in state_dir, and a rule's command run on its events."""
+"""Rules v2 in a running edge, on the demo clip with BlazePose on LiteRT and a real Mosquitto:
+arming and disarming a rule over MQTT while it is active, the retained state and armed topics,
+the choice kept in state_dir, a rule's command run on its events, and snapshots on MQTT."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import paho.mqtt.publish as publish
 
 from tests.broker import Broker, Subscriber
@@ -123,3 +125,27 @@ def test_a_rule_runs_its_command_with_the_event_in_its_environment(
     lines = [p.read_text() for p in sorted(out.iterdir(), key=lambda p: p.stat().st_mtime_ns)]
     assert lines[:2] == ["cross walkway in 1 person seen", "cross walkway out 2 person seen"], err
     assert events(sub, "walkway") == []  # actions: [command] only: no MQTT event for this rule
+
+
+def test_snapshots_also_go_to_mqtt_retained_per_rule(
+    models_dir: Path, demo_clip: Path, broker: Broker, tmp_path: Path
+) -> None:
+    """``actions.snapshots.mqtt``: each rule's last snapshot is retained on its snapshot topic,
+    the same JPEG as the file (a newcomer, such as Home Assistant's image entity, gets it)."""
+    state = tmp_path / "state"
+    sets = [f"mqtt.port={broker.port}", f"state_dir={state}", f"cameras.entrance.source.path={demo_clip}",
+            "actions.snapshots.mqtt=true", "models.person.runner=litert"]  # fmt: skip
+    argv = [sys.executable, "-m", "edge", "run", "configs/demo.yaml", *(a for s in sets for a in ("--set", s))]
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    sub = Subscriber(broker.port, f"{BASE}/+/snapshot")  # after the run: only what is retained
+    try:
+        wait_until(lambda: len({t for t, _p, _r in sub.messages}) == 3, 30, "three retained snapshots")
+        got = {t: p for t, p, retained in sub.messages if retained}
+    finally:
+        sub.close()
+    files = sorted((state / "snapshots" / "entrance").glob("*.jpg"))
+    for rule in ("person_in_zone", "walkway", "loitering"):
+        jpeg = got[f"{BASE}/{rule}/snapshot"]
+        assert jpeg == [f for f in files if f"_{rule}_" in f.name][-1].read_bytes()
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (720, 1280, 3)

@@ -152,7 +152,8 @@ class EventLogAction:
 
 
 class SnapshotAction:
-    """Writes ``<dir>/<camera>/<ts>_<rule>_<id>.jpg``: the annotated frame, or the box's crop.
+    """Writes ``<dir>/<camera>/<ts>_<rule>_<id>.jpg``: the annotated frame, or the box's crop
+    (and hands the JPEG to ``publish`` when snapshots also go to MQTT).
     The folder is kept under ``max_bytes`` and ``max_age`` (oldest removed first). A JPEG is
     written beside its final name and renamed when complete, so a full disk leaves no torn file."""
 
@@ -167,7 +168,9 @@ class SnapshotAction:
         max_age: float = SNAPSHOTS_MAX_AGE,
         *,
         clock: Callable[[], float] = time.time,
+        publish: Callable[[str, str, bytes], None] | None = None,
     ) -> None:
+        self.publish = publish  # (camera, rule, JPEG): the retained snapshot topic, when on
         self.folder = folder
         self.crop = crop
         self.quality = quality
@@ -197,6 +200,8 @@ class SnapshotAction:
         if not ok:
             raise ActionError(f"cannot write {out}: JPEG encoding failed")
         data = jpeg.tobytes()
+        if self.publish is not None:  # before the file: a full disk must not stop it
+            self.publish(p["camera"], p["rule"], data)
         self._write(out, data)
         self.retention.added(out, len(data))
         return True

@@ -78,9 +78,10 @@ def state_entities(kind: str) -> tuple[Entity, ...]:
 
 
 def discovery_messages(
-    prefix: str, base: str, device: str, rules: Iterable[tuple[str, str, str]]
+    prefix: str, base: str, device: str, rules: Iterable[tuple[str, str, str]], images: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """``{config topic: config payload}`` for every (camera, rule, kind)."""
+    """``{config topic: config payload}`` for every (camera, rule, kind); ``images``: also an
+    ``image`` entity showing the rule's last snapshot (``actions.snapshots.mqtt``)."""
     dev = device_block(device)
     availability = [
         {
@@ -103,6 +104,9 @@ def discovery_messages(
             (component, oid_kind, suffix, {"state_topic": f"{topics}/state", **specific})
             for component, oid_kind, suffix, specific in state_entities(kind)
         )
+        if images:
+            picture = {"image_topic": f"{topics}/snapshot", "content_type": "image/jpeg"}
+            entities += (("image", "snapshot", " snapshot", picture),)
         for component, oid_kind, suffix, specific in entities:
             oid = object_id(camera, rule, oid_kind)
             out[f"{prefix}/{component}/{device}/{oid}/config"] = {
@@ -126,11 +130,12 @@ class Discovery:
         device: str,
         rules: Iterable[tuple[str, str, str]],
         state_dir: Path,
+        images: bool = False,
     ):
         """``rules``: (camera, rule, kind) for every rule on every enabled camera."""
         self.publisher = publisher
         self.prefix = prefix
-        self.messages = discovery_messages(prefix, publisher.base, device, rules)
+        self.messages = discovery_messages(prefix, publisher.base, device, rules, images)
         self.remembered = state_dir / REMEMBERED
 
     def start(self) -> list[str]:

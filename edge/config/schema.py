@@ -611,6 +611,17 @@ class SnapshotConfig(Strict):
         description="Snapshots kept at most, all cameras together (e.g. '512MiB'); the oldest go first.",
     )
     max_age: Seconds = Field(7 * 86400.0, description="Snapshots older than this are removed; 0: no limit.")
+    mqtt: bool = Field(
+        False,
+        description="Also publish each snapshot (JPEG bytes) retained on <camera>/<rule>/snapshot, "
+        "e.g. for Home Assistant's image entity.",
+    )
+
+    @model_validator(mode="after")
+    def _mqtt_needs_snapshots(self) -> SnapshotConfig:
+        if self.mqtt and not self.enabled:
+            raise ValueError("`mqtt: true` publishes the snapshots: set `enabled: true` too")
+        return self
 
     @field_validator("max_bytes")
     @classmethod

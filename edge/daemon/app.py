@@ -223,12 +223,18 @@ class Application:
             self.commands = None  # a reload that removed the last command: the swap closes it
         snaps = cfg.actions.snapshots
         if snaps.enabled:
-            actions.append(
-                SnapshotAction(
-                    self.state_dir / "snapshots", snaps.crop, snaps.quality, snaps.max_bytes, snaps.max_age
-                )
+            publish = self._publish_snapshot if snaps.mqtt and cfg.mqtt.enabled else None
+            folder = self.state_dir / "snapshots"
+            action = SnapshotAction(
+                folder, snaps.crop, snaps.quality, snaps.max_bytes, snaps.max_age, publish=publish
             )
+            actions.append(action)
         return actions
+
+    def _publish_snapshot(self, camera: str, rule: str, jpeg: bytes) -> None:
+        """A rule's latest snapshot, retained on ``<camera>/<rule>/snapshot``."""
+        if self.publisher is not None:
+            self.publisher.set_latest(f"{self.publisher.base}/{camera}/{rule}/snapshot", jpeg)
 
     def _build_engine(self, cfg: EdgeConfig, model_name: str, cameras: dict[str, CameraConfig]) -> RuleEngine:
         schedules = {name: Schedule.from_config(r.schedule) for name, r in cfg.rules.items() if r.schedule}
@@ -309,11 +315,14 @@ class Application:
         current = {f"{base}/{cam}/{rule}/state" for rule, cam in pairs}
         current |= {f"{base}/{cam}/status" for cam in enabled_cameras(cfg)}
         current |= {f"{base}/{cam}/{rule}/armed" for rule, cam in pairs}
+        if cfg.actions.snapshots.mqtt:
+            current |= {f"{base}/{cam}/{rule}/snapshot" for rule, cam in pairs}
         sync_retained(self.publisher, self.state_dir / RETAINED_TOPICS, current)
         ha = cfg.mqtt.homeassistant
         if ha.enabled:  # every time: a reload may change a rule's kind, and so its entities
             entities = sorted((cam, rule, cfg.rules[rule].kind) for rule, cam in pairs)
-            Discovery(self.publisher, ha.prefix, cfg.mqtt.device, entities, self.state_dir).start()
+            images = cfg.actions.snapshots.mqtt
+            Discovery(self.publisher, ha.prefix, cfg.mqtt.device, entities, self.state_dir, images).start()
 
     def launch(self) -> None:
         """For commands: signal handlers, then ``start``; anything that fails stops what started."""
