@@ -1,6 +1,7 @@
 """The preview page in a real browser: headless Chromium (Debian's ``chromium`` and
 ``chromium-driver``) driven by selenium loads the page of a running daemon, sees the live
-stream change, draws a zone with the mouse, reads the YAML, saves it, and takes a screenshot.
+stream change, draws a zone with the mouse, reads the YAML, saves it, takes a screenshot, and
+draws a line rule.
 
 Set ``EDGE_SCREENSHOT_DIR`` to keep the screenshot (the README's picture is made this way).
 """
@@ -158,3 +159,23 @@ def test_live_view_and_zone_editor_in_chromium(daemon: Application, browser: obj
     assert str(new) in saved.text
     assert (tmp_path / "edge.yaml").read_text() == original
     assert load_config(new).config.rules["door"].labels == ["person"]
+
+    # A line rule: two clicks, start and end; a third click moves the end.
+    driver.find_element(By.CSS_SELECTOR, "input[name=kind][value=line]").click()
+    driver.find_element(By.ID, "clear").click()
+    name.clear()
+    name.send_keys("walkway")
+    clicks = [(0.5, 0.9), (0.5, 0.5), (0.45, 0.1)]
+    for fx, fy in clicks:
+        ActionChains(driver).move_to_element_with_offset(
+            canvas, round(fx * w - w / 2), round(fy * h - h / 2)
+        ).click().perform()
+    wait_until(
+        lambda: status.get_attribute("data-points") == "2" and status.text.startswith("valid")
+        and "walkway" in driver.find_element(By.ID, "yaml").text,
+        60, "the editor's check of the line to pass",
+    )  # fmt: skip
+    line_rule = yaml.safe_load(driver.find_element(By.ID, "yaml").text)["rules"]["walkway"]
+    assert line_rule["kind"] == "line" and line_rule["cameras"] == ["gate"]
+    for (x, y), (fx, fy) in zip(line_rule["line"], [clicks[0], clicks[2]], strict=True):
+        assert abs(x - fx) <= 2 / w + 0.002 and abs(y - fy) <= 2 / h + 0.002, line_rule

@@ -41,12 +41,17 @@ rules:
       - [0.9, 0.1]
       - [0.9, 0.9]
     labels: [person]   # kept
+  walk:
+    kind: line
+    cameras: [gate]
+    line: [[0.5, 1.0], [0.5, 0.0]]   # drawn upwards
 # after the rules
 mqtt:
   enabled: false
 """
 
 TRI = ((0.1, 0.2), (0.5, 0.2), (0.3, 0.6))
+LINE = ((0.4, 0.9), (0.6, 0.1))
 
 
 @pytest.fixture
@@ -77,6 +82,16 @@ CASES = [
         ("rules", "block_zone", "zone"),
     ),
     (
+        Drawing("line", "gate", LINE, "counter", ("person",)),
+        "rules:\n  counter:\n    kind: line\n    cameras: [gate]\n    labels: [person]\n    line: [[0.4, 0.9], [0.6, 0.1]]\n",
+        ("rules", "counter", "line"),
+    ),
+    (
+        Drawing("line", "gate", LINE, "walk"),
+        "rules:\n  walk:\n    line: [[0.4, 0.9], [0.6, 0.1]]\n",
+        ("rules", "walk", "line"),
+    ),
+    (
         Drawing("mask", "yard", TRI),
         "cameras:\n  yard:\n    masks:\n      - [[0.1, 0.2], [0.5, 0.2], [0.3, 0.6]]\n",
         ("cameras", "yard", "masks"),
@@ -94,7 +109,7 @@ def test_candidate_keeps_comments_and_means_original_plus_drawing(
     base: str, drawing: Drawing, want_snippet: str, changed: tuple[str, ...]
 ) -> None:
     data = yaml.safe_load(base)
-    existing = drawing.kind == "zone" and drawing.rule in data["rules"]
+    existing = drawing.kind != "mask" and drawing.rule in data["rules"]
     assert snippet(drawing, existing) == want_snippet
     out = candidate_text(base, drawing)
     assert yaml.safe_load(out) == merged(data, drawing)
@@ -131,6 +146,14 @@ def test_a_flow_style_config_is_written_out_again_but_means_the_same() -> None:
         (Drawing("zone", "gate", TRI, "bad name!"), "the rule needs a name"),
         (Drawing("zone", "gate", TRI, "door", ("person",)), None),
         (Drawing("mask", "yard", TRI), None),
+        (Drawing("line", "gate", LINE, "counter"), None),
+        (Drawing("line", "gate", LINE, "walk"), None),
+        (Drawing("line", "gate", TRI, "counter"), "a line is 2 points"),
+        (Drawing("line", "gate", LINE[:1], "counter"), "a line is 2 points"),
+        (Drawing("line", "gate", LINE, ""), "the rule needs a name"),
+        (Drawing("line", "gate", LINE, "at_gate"), "is of kind presence: it takes a zone"),
+        (Drawing("zone", "gate", TRI, "walk"), "is of kind line: it takes a line"),
+        (Drawing("line", "gate", ((0.5, 0.5), (0.5, 0.5)), "dot"), "the same"),
         # a self-crossing zone is refused by the schema, as check-config refuses it
         (Drawing("zone", "gate", ((0.1, 0.1), (0.9, 0.9), (0.9, 0.1), (0.1, 0.9)), "bow"), "zone"),
     ],
@@ -155,7 +178,7 @@ def test_problems_name_the_file_and_line(base: str) -> None:
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        ({"kind": "line", "camera": "c", "points": []}, "kind"),
+        ({"kind": "circle", "camera": "c", "points": []}, "kind"),
         ({"kind": "zone", "camera": "c", "points": "0,0"}, "points"),
         ({"kind": "zone", "camera": "c", "points": [[0, 0, 0]]}, "[x, y]"),
         ({"kind": "zone", "camera": "c", "points": [[0, "a"]]}, "[x, y]"),

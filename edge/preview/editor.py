@@ -1,8 +1,9 @@
 """The zone editor's server side: points clicked on a frame -> a YAML snippet, the config it
 would make, and that config checked with the same code as ``edge check-config``.
 
-A drawing is a zone (a rule's ``zone``: a new rule, or a new zone for an existing rule) or a
-mask (appended to the camera's ``masks``). The candidate config is the original text with the
+A drawing is a zone (a rule's ``zone``: a new rule, or a new zone for an existing rule), a line
+(a ``kind: line`` rule's ``line``: a new line rule, or a new line for an existing one) or a mask
+(appended to the camera's ``masks``). The candidate config is the original text with the
 snippet spliced in where it belongs, so comments and layout survive; when the original's layout
 does not allow a faithful splice (flow-style sections, say) the whole config is written out
 again instead. Either way the result is verified to mean exactly the original plus the drawing.
@@ -27,7 +28,7 @@ from edge.config.loader import MAX_CONFIG_BYTES, parse_config
 from edge.config.preflight import preflight
 from edge.errors import ConfigError
 
-DrawingKind = Literal["zone", "mask"]
+DrawingKind = Literal["zone", "line", "mask"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DECIMALS = 3
 MAX_POINTS = 64
@@ -40,8 +41,13 @@ class Drawing:
     kind: DrawingKind
     camera: str
     points: tuple[tuple[float, float], ...]
-    rule: str = ""  # zones: the rule's name
-    labels: tuple[str, ...] = ()  # zones of new rules: the labels that count
+    rule: str = ""  # zones and lines: the rule's name
+    labels: tuple[str, ...] = ()  # new rules: the labels that count
+
+    @property
+    def key(self) -> str:
+        """The rule's key the drawing sets (``zone`` or ``line``)."""
+        return "line" if self.kind == "line" else "zone"
 
     @staticmethod
     def from_json(data: Any) -> Drawing:
@@ -49,8 +55,8 @@ class Drawing:
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         kind = data.get("kind")
-        if kind not in ("zone", "mask"):
-            raise ValueError("kind must be 'zone' or 'mask'")
+        if kind not in ("zone", "line", "mask"):
+            raise ValueError("kind must be 'zone', 'line' or 'mask'")
         camera = str(data.get("camera", ""))
         raw = data.get("points")
         if not isinstance(raw, list) or len(raw) > MAX_POINTS:
@@ -100,10 +106,12 @@ def snippet(drawing: Drawing, existing_rule: bool) -> str:
         return f"cameras:\n  {cam}:\n    masks:\n      - {pts}\n"
     lines = ["rules:", f"  {scalar(drawing.rule) if drawing.rule else 'RULE_NAME'}:"]
     if not existing_rule:
+        if drawing.kind == "line":
+            lines.append("    kind: line")
         lines.append(f"    cameras: {_flow_list([drawing.camera])}")
         if drawing.labels:
             lines.append(f"    labels: {_flow_list(drawing.labels)}")
-    lines.append(f"    zone: {pts}")
+    lines.append(f"    {drawing.key}: {pts}")
     return "\n".join(lines) + "\n"
 
 
@@ -123,12 +131,13 @@ def merged(data: dict[str, Any], drawing: Drawing) -> dict[str, Any]:
         rules = out["rules"] = {}
     rule = rules.get(drawing.rule)
     if isinstance(rule, dict):
-        rule["zone"] = pts
+        rule[drawing.key] = pts
     else:
-        new: dict[str, Any] = {"cameras": [drawing.camera]}
+        new: dict[str, Any] = {"kind": "line"} if drawing.kind == "line" else {}
+        new["cameras"] = [drawing.camera]
         if drawing.labels:
             new["labels"] = list(drawing.labels)
-        new["zone"] = pts
+        new[drawing.key] = pts
         rules[drawing.rule] = new
     return out
 
@@ -189,9 +198,9 @@ def _splice(text: str, drawing: Drawing) -> str:
         existing = _mapping_get(rules[1], drawing.rule)
         if existing is not None:
             rule = existing[1]
-            zone = _mapping_get(rule, "zone")
-            if zone is not None:
-                node = zone[1]
+            shape = _mapping_get(rule, drawing.key)
+            if shape is not None:
+                node = shape[1]
                 start = node.start_mark.index
                 if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
                     end = _line_end(text, node.value[-1].end_mark.index)  # a block list: whole lines
@@ -200,7 +209,7 @@ def _splice(text: str, drawing: Drawing) -> str:
             if not isinstance(rule, yaml.MappingNode) or rule.flow_style:
                 raise ValueError("the rule is not a block mapping")
             indent = " " * rule.value[0][0].start_mark.column
-            return _insert_block(text, rule, [f"{indent}zone: {pts}"])
+            return _insert_block(text, rule, [f"{indent}{drawing.key}: {pts}"])
         indent = " " * rules[1].value[0][0].start_mark.column
         body = snippet(drawing, existing_rule=False).splitlines()[1:]
         return _insert_block(text, rules[1], [indent + line[2:] for line in body])
@@ -268,28 +277,36 @@ def check_drawing(
     """The snippet for the drawing, and the problems ``edge check-config`` would report for the
     config with the drawing added (config problems name ``config_name``)."""
     problems: list[str] = []
-    if len(drawing.points) < 3:
+    if drawing.kind == "line" and len(drawing.points) != 2:
+        problems.append(f"a line is 2 points (its start and its end), not {len(drawing.points)}")
+    elif drawing.kind != "line" and len(drawing.points) < 3:
         problems.append(f"a {drawing.kind} needs at least 3 points; click more")
-    if drawing.kind == "zone" and not _NAME.match(drawing.rule):
+    if drawing.kind != "mask" and not _NAME.match(drawing.rule):
         problems.append("the rule needs a name: letters, digits, '_' or '-' (at most 64)")
     try:
         data = _load(text)
     except ValueError as exc:
         return CheckResult("", (f"{config_name}: {exc}",), "")
     rules = data.get("rules")
-    rule = rules.get(drawing.rule) if isinstance(rules, dict) and drawing.kind == "zone" else None
+    rule = rules.get(drawing.rule) if isinstance(rules, dict) and drawing.kind != "mask" else None
     snip = snippet(drawing, existing_rule=rule is not None)
     note = ""
     if isinstance(rule, dict):
         cams = [str(c) for c in rule.get("cameras") or []]
-        if drawing.camera not in cams:
+        is_line = rule.get("kind") == "line"
+        if is_line != (drawing.kind == "line"):
+            problems.append(
+                f"rule {drawing.rule!r} is of kind {rule.get('kind') or 'presence'}: it takes "
+                f"{'a line' if is_line else 'a zone'}; pick another name for a new rule"
+            )
+        elif drawing.camera not in cams:
             problems.append(
                 f"rule {drawing.rule!r} does not watch camera {drawing.camera!r} (its cameras: "
                 f"{', '.join(cams) or 'none'}); pick another name for a new rule"
             )
         elif len(cams) > 1:
             others = ", ".join(c for c in cams if c != drawing.camera)
-            note = f"rule {drawing.rule!r} also uses this zone on camera(s) {others}"
+            note = f"rule {drawing.rule!r} also uses this {drawing.key} on camera(s) {others}"
     if problems:
         return CheckResult(snip, tuple(problems), "", note)
     cand = candidate_text(text, drawing)

@@ -128,8 +128,9 @@ function draw() {
   if (pts.length) {
     ctx.strokeStyle = kind() === "mask" ? "#bbbbbb" : "#ffffff";
     ctx.fillStyle = kind() === "mask" ? "rgba(128,128,128,0.45)" : "rgba(47,111,237,0.25)";
-    path(ctx, pts, w, h, pts.length > 2);
-    if (pts.length > 2) ctx.fill();
+    const area = kind() !== "line" && pts.length > 2;
+    path(ctx, pts, w, h, area);
+    if (area) ctx.fill();
     ctx.lineWidth = Math.max(2, w / 300);
     ctx.stroke();
     ctx.fillStyle = "#ffffff";
@@ -152,7 +153,7 @@ function drawing() {
 
 function update() {
   draw();
-  $("#zone-fields").style.display = kind() === "zone" ? "" : "none";
+  $("#zone-fields").style.display = kind() === "mask" ? "none" : "";
   clearTimeout(editor.timer);
   editor.timer = setTimeout(check, 120);
 }
@@ -192,6 +193,7 @@ $("#editor-canvas").addEventListener("click", (ev) => {
   const c = ev.currentTarget.getBoundingClientRect();
   const x = Math.min(1, Math.max(0, (ev.clientX - c.left) / c.width));
   const y = Math.min(1, Math.max(0, (ev.clientY - c.top) / c.height));
+  if (kind() === "line" && editor.points.length >= 2) editor.points.pop(); // a line: the last click ends it
   editor.points.push([Math.round(x * 1000) / 1000, Math.round(y * 1000) / 1000]);
   update();
 });
