@@ -33,6 +33,7 @@ from edge.alerts.actions import (
 )
 from edge.alerts.retention import FolderRetention, RotatingFile
 from edge.config.schema import ActionsConfig
+from edge.rules.model import RuleStatus
 
 DAY = 86400.0
 T0 = 1_800_000_000.0  # an arbitrary wall-clock time for the injected clock
@@ -443,6 +444,58 @@ def test_a_full_queue_drops_counts_and_logs_once(caplog: pytest.LogCaptureFixtur
     messages = [r.getMessage() for r in caplog.records]
     assert sum("action queue full" in m for m in messages) == 1
     assert sum("room again; 5 event(s) dropped" in m for m in messages) == 1
+
+
+class StateAction(BlockingAction):
+    """A blocking action that also keeps rule states, as the MQTT action does."""
+
+    name = "mqtt"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states: list[tuple[str, str, str, int]] = []
+
+    def status(self, status: RuleStatus) -> None:
+        self.states.append((status.camera, status.rule, status.state, status.count))
+
+
+def rule_status(camera: str, rule: str, state: str, count: int) -> RuleStatus:
+    return RuleStatus(camera, rule, "presence", state, count, 1.7e9, None, True, True)  # type: ignore[arg-type]
+
+
+def test_rule_states_are_never_lost_when_the_queue_is_full() -> None:
+    """A full queue drops events (counted) but never a rule's state: the latest state of each
+    (camera, rule) reaches the actions, after the events queued before it."""
+    action = StateAction()
+    with running([action], maxsize=2, submit_timeout=0.01) as dispatcher:
+        assert dispatcher.submit(EventEnvelope(payload(0)))
+        assert action.entered.wait(30)
+        assert dispatcher.submit(EventEnvelope(payload(1))) and dispatcher.submit(EventEnvelope(payload(2)))
+        for n in range(5):  # the queue is full: these coalesce, the last of each pair wins
+            dispatcher.submit_status(rule_status("cam", "door", "on", n))
+        dispatcher.submit_status(rule_status("cam", "gate", "off", 0))
+        assert not dispatcher.submit(EventEnvelope(payload(3)))
+        action.release.set()
+        wait_until(lambda: len(action.states) == 2, 30, "the states handed on")
+        dispatcher.submit_status(rule_status("cam", "door", "off", 0))  # an idle queue: at once
+        wait_until(lambda: len(action.states) == 3, 30, "the next state")
+    assert action.seen == [payload(i)["id"] for i in (0, 1, 2)]
+    assert action.states == [("cam", "door", "on", 4), ("cam", "gate", "off", 0), ("cam", "door", "off", 0)]
+    assert dispatcher.figures().dropped == 1  # the event, not the states
+
+
+@pytest.mark.parametrize(
+    ("actions", "action", "wanted"),
+    [
+        (None, "mqtt", True),
+        (frozenset({"command"}), "mqtt", False),
+        (frozenset({"command"}), "command", True),
+        (frozenset({"mqtt", "event_log"}), "snapshot", False),
+        (frozenset({"command"}), "preview", True),  # a rule cannot name the preview: it always sees
+    ],
+)
+def test_a_rule_chooses_its_actions(actions: frozenset[str] | None, action: str, wanted: bool) -> None:
+    assert EventEnvelope(payload(0), actions=actions).wants(action) is wanted
 
 
 # -- 4. the dispatcher thread never dies ----------------------------------------------------------

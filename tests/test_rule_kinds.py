@@ -853,6 +853,27 @@ def test_disarmed_line_counts_nothing() -> None:
     ]
 
 
+def test_disarmed_and_out_of_schedule_says_both() -> None:
+    """``armed`` and ``scheduled`` are reported each on its own: a disarmed rule outside its
+    window says scheduled false, and the schedule changing while disarmed is reported."""
+    walls = ["2026-06-01T07:00:00Z", "2026-06-01T09:00:00Z", "2026-06-01T10:00:00Z", "2026-06-01T19:00:00Z"]
+    wall0 = datetime.fromisoformat(walls[0].replace("Z", "+00:00")).timestamp()
+    times = [t_of(w, wall0) for w in walls]
+    player = Player(
+        {"r": make_rule(PRESENCE, _sched("UTC", ["mon"], "08:00", "18:00"))},
+        wall0=wall0,
+        disarmed=[(0, times[2])],
+    )
+    player.play([(t, [P1]) for t in times])
+    assert [(s.state, s.armed, s.scheduled) for s in player.statuses] == [
+        ("disarmed", False, False),
+        ("disarmed", False, True),
+        ("on", True, True),
+        ("idle", True, False),
+    ]
+    assert [(e.type, e.reason) for e in player.events] == [("new", None), ("end", "schedule")]
+
+
 # --- finish and reload ----------------------------------------------------------------------
 
 FINISH_CASES = [

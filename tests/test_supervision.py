@@ -184,6 +184,16 @@ rules:
         (("r2: {cameras: [face], labels: [face]}", "r3: {cameras: [face], labels: [face]}"),
          dict(gone_pairs={("r2", "face")}, new_pairs={("r3", "face")}, keep_pairs={("r1", "live"), ("r1", "file")})),
         (("rules:", "mqtt: {port: 1884}\nrules:"), dict(mqtt_changed=True, actions_changed=True)),
+        # What a rule does with its events is not its state: episodes and line counters stay.
+        (("r1: {cameras: [live, file], labels: [person]}", "r1: {cameras: [live, file], labels: [person], command: {argv: [x]}}"),
+         dict(actions_changed=True, keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")})),
+        (("r1: {cameras: [live, file], labels: [person]}", "r1: {cameras: [live, file], labels: [person], armed: false, actions: [mqtt]}"),
+         dict(actions_changed=True, keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")})),
+        (("r1: {cameras: [live, file], labels: [person]}", "r1: {cameras: [live, file], labels: [person], schedule: {windows: [{from: '08:00', to: '18:00'}]}}"),
+         dict(actions_changed=False, keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")})),
+        # ... but what decides matches and timing is: that rule starts afresh.
+        (("r1: {cameras: [live, file], labels: [person]}", "r1: {cameras: [live, file], labels: [person], clear_after: 5s}"),
+         dict(actions_changed=False, keep_pairs={("r2", "face")})),
     ],
 )
 def test_plan_reload(change: object, expect: dict[str, object]) -> None:

@@ -436,3 +436,16 @@ def test_invariants_on_arbitrary_input(
                 assert not live[i].lost and live[i].class_id == cls and live[i].last_seen == t
         assert tracker.track_count == len(r.tracks) <= 6
         assert not set(live) & {e.id for e in r.ended}
+
+
+def test_trackers_that_share_an_id_counter_never_reuse_an_id() -> None:
+    """A camera restarted by a reload gets a new tracker with the camera's counter: the rules,
+    which keep their state across the reload, never mistake a new object for an old one."""
+    import itertools
+
+    counter = itertools.count(1)
+    first = ByteTracker(TrackerConfig(confirm_frames=1), counter)
+    assert ids(first.update(dets((100, 100, 160, 250, 0.9, 0)), 0.0)) == [1]
+    second = ByteTracker(TrackerConfig(confirm_frames=1), counter)
+    assert ids(second.update(dets((400, 100, 460, 250, 0.9, 0)), 0.0)) == [2]
+    assert ids(ByteTracker(TrackerConfig(confirm_frames=1)).update(dets((1, 1, 50, 50, 0.9, 0)), 0.0)) == [1]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import cv2
 import numpy as np
@@ -23,11 +23,15 @@ from edge.alerts.mqtt import MqttPublisher
 from edge.alerts.payload import Alert, encode, state_payload
 from edge.alerts.retention import PART_SUFFIX, FolderRetention, RotatingFile
 from edge.annotate import annotate, with_track
+from edge.config.schema import ActionName
 from edge.overlay import Shape, draw_shapes
 from edge.rules.model import RuleStatus
 from edge.types import Detections
 
 log = logging.getLogger("edge.actions")
+
+
+RULE_ACTIONS = frozenset(get_args(ActionName))
 
 
 @dataclass(frozen=True)
@@ -42,14 +46,15 @@ class EventEnvelope:
     """The actions the rule names (``actions:``); None: every configured action."""
 
     def wants(self, action: str) -> bool:
-        return self.actions is None or action in self.actions
+        """Does the rule want this action? Actions a rule cannot name (the preview's event
+        list) always see its events."""
+        return self.actions is None or action in self.actions or action not in RULE_ACTIONS
 
 
 @dataclass(frozen=True)
-class StatusEnvelope:
-    """A rule's state changed: for actions that keep a state topic (``status`` method)."""
-
-    status: RuleStatus
+class StatusesDue:
+    """Queued when rule states changed: the dispatcher hands the latest state of each changed
+    (camera, rule) to the actions that keep a state topic (``status`` method)."""
 
 
 class ActionError(Exception):
@@ -262,7 +267,10 @@ class ActionDispatcher(threading.Thread):
         self.actions = actions
         self.submit_timeout = submit_timeout
         self.tick_interval = tick_interval
-        self._queue: queue.Queue[EventEnvelope | StatusEnvelope | list[Action] | None] = queue.Queue(maxsize)
+        self._queue: queue.Queue[EventEnvelope | StatusesDue | list[Action] | None] = queue.Queue(maxsize)
+        self._statuses: dict[tuple[str, str], RuleStatus] = {}  # latest per pair, not yet handed on
+        self._statuses_queued = False  # a StatusesDue is in the queue
+        self._statuses_overdue = False  # the queue was full: hand them on after the next item
         self._lock = threading.Lock()  # counters written by several threads, read by figures()
         self.handled = 0
         self.failures: dict[str, int] = {a.name: 0 for a in actions}
@@ -297,16 +305,20 @@ class ActionDispatcher(threading.Thread):
             log.warning("action queue has room again; %d event(s) dropped so far", dropped)
         return True
 
-    def submit_status(self, status: RuleStatus) -> bool:
-        """Queue a rule's new state without waiting; False when the queue is full (counted in
-        ``dropped``; the next change of that rule's state sets its topic right again)."""
+    def submit_status(self, status: RuleStatus) -> None:
+        """A rule's new state, never waiting and never lost: the latest state of each (camera,
+        rule) is kept until the actions thread hands it on, in order with the events queued
+        before it (right after the next event when the queue is full)."""
+        with self._lock:
+            self._statuses[(status.camera, status.rule)] = status
+            if self._statuses_queued:
+                return
+            self._statuses_queued = True
         try:
-            self._queue.put_nowait(StatusEnvelope(status))
+            self._queue.put_nowait(StatusesDue())
         except queue.Full:
             with self._lock:
-                self.dropped += 1
-            return False
-        return True
+                self._statuses_queued, self._statuses_overdue = False, True
 
     def replace_actions(self, actions: list[Action]) -> None:
         """Swap the actions (config reload) in order with the events already queued."""
@@ -334,20 +346,31 @@ class ActionDispatcher(threading.Thread):
                 self._tick()
                 continue
             if item is None:
+                self._hand_on_statuses()
                 break
             try:
                 if isinstance(item, list):
                     self._swap(item)
-                elif isinstance(item, StatusEnvelope):
-                    self._status(item.status)
+                elif isinstance(item, StatusesDue):
+                    self._hand_on_statuses()
                 else:
                     self._handle(item)
+                    if self._statuses_overdue:
+                        self._hand_on_statuses()
                     if time.monotonic() >= self._next_tick:
                         self._tick()
             except Exception:  # the loop itself must not die: count, log, go on
                 self._failed("dispatcher", None)
             else:
                 self._succeeded("dispatcher")
+
+    def _hand_on_statuses(self) -> None:
+        with self._lock:
+            statuses = list(self._statuses.values())
+            self._statuses.clear()
+            self._statuses_queued = self._statuses_overdue = False
+        for status in statuses:
+            self._status(status)
 
     def _status(self, status: RuleStatus) -> None:
         for action in self.actions:

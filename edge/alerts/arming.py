@@ -58,6 +58,9 @@ def parse_command(payload: bytes) -> bool | None:
     return None
 
 
+REJECTIONS_LOGGED = 20
+
+
 def shown(payload: bytes) -> str:
     """A payload as it may appear in a log line: at most ``SHOWN`` characters, quoted, with
     control and undecodable characters escaped."""
@@ -135,24 +138,29 @@ class ArmControl:
             armed_topic(self.publisher.base, camera, rule), on_off(on), retain=True, revive=revive
         )
 
+    def _reject(self, why: str, *args: object) -> None:
+        """Count a command that is ignored; log the first ones and then every 1000th (a client
+        that floods the set topics cannot flood the log)."""
+        self.rejected += 1
+        if self.rejected <= REJECTIONS_LOGGED or self.rejected % 1000 == 0:
+            log.warning("arming: ignoring " + why + " (%d ignored so far)", *args, self.rejected)
+
     def _apply(self, topic: str, payload: bytes) -> None:
+        where = shown(topic.encode())  # a topic may hold anything but wildcards: escaped
         pair = self._pair_of(topic)
         if pair is None:
-            self.rejected += 1
-            log.warning("arming: ignoring %s: not <camera>/<rule>/set under %s", topic, self.publisher.base)
+            self._reject("%s: not <camera>/<rule>/set under %s", where, self.publisher.base)
             return
         on = parse_command(payload)
         if on is None:
-            self.rejected += 1
-            log.warning("arming: ignoring %s: payload %s, expected ON or OFF", topic, shown(payload))
+            self._reject("%s: payload %s, expected ON or OFF", where, shown(payload))
             return
         camera, rule = pair
         with self._lock:
             try:
                 changed = self.store.set(camera, rule, on)
             except KeyError:
-                self.rejected += 1
-                log.warning("arming: ignoring %s: no rule %r on camera %r in the config", topic, rule, camera)
+                self._reject("%s: no rule %r on camera %r in the config", where, rule, camera)
                 return
             self._publish(camera, rule)
         self.applied += 1

@@ -445,6 +445,13 @@ class ScheduleWindow(Strict):
     start: ClockTime = Field(alias="from")
     end: ClockTime = Field(alias="to")
 
+    @field_validator("start")
+    @classmethod
+    def _start_in_the_day(cls, value: str) -> str:
+        if value == "24:00":
+            raise ValueError("`from: 24:00` is the next day's 00:00: write `from: 00:00` on that day")
+        return value
+
 
 class ScheduleConfig(Strict):
     """When a rule is active; outside its windows the rule is idle and says so in its state."""
@@ -453,6 +460,13 @@ class ScheduleConfig(Strict):
         "local", description="IANA time zone of the windows, e.g. 'Europe/Berlin'; 'local': the system's."
     )
     windows: list[ScheduleWindow] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _builds(self) -> ScheduleConfig:
+        from edge.rules.schedule import Schedule  # the rules' own code: what it refuses, we refuse
+
+        Schedule.from_config(self)
+        return self
 
 
 def _new_and_cross() -> list[EventKind]:
@@ -475,6 +489,19 @@ class CommandConfig(Strict):
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
         default_factory=dict, description="Extra environment variables for the program."
     )
+
+
+KIND_FIELDS = {
+    "line_margin": "line",
+    "directions": "line",
+    "min_count": "count",
+    "on_after": "count",
+    "off_after": "count",
+    "absent_after": "absence",
+    "present_after": "absence",
+}
+"""Fields only one kind reads: given to another kind, they would be ignored, so they are refused."""
+EVENTS_OF_KIND = {"line": ("cross",), "absence": ("new", "end")}
 
 
 class RuleConfig(Strict):
@@ -540,6 +567,19 @@ class RuleConfig(Strict):
             raise ValueError(f"`dwell` is for rules of kind dwell, this rule is of kind {self.kind}")
         if self.actions is not None and "command" in self.actions and self.command is None:
             raise ValueError("`actions` names command but the rule has no `command: {argv: [...]}`")
+        if self.command is not None and self.actions is not None and "command" not in self.actions:
+            raise ValueError("the rule has a `command` but its `actions` leave command out")
+        for field_name, kind in KIND_FIELDS.items():
+            if field_name in self.model_fields_set and self.kind != kind:
+                raise ValueError(f"`{field_name}` is for rules of kind {kind}, not {self.kind}")
+        if self.command is not None and "events" in self.command.model_fields_set:
+            made = EVENTS_OF_KIND.get(self.kind, ("new", "update", "end"))
+            never = [e for e in self.command.events if e not in made]
+            if never:
+                raise ValueError(
+                    f"command.events: a rule of kind {self.kind} never makes {', '.join(never)} events "
+                    f"(it makes {', '.join(made)})"
+                )
         return self
 
     def needs_tracking(self) -> str | None:

@@ -9,13 +9,14 @@ line per camera every ``status_interval``, and ends on SIGINT/SIGTERM, ``max_fra
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterator, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -66,8 +67,9 @@ STATUS_TOPIC_VALUE = {
 }
 
 
-def new_tracker(cfg: TrackingConfig) -> ByteTracker | None:
-    """The camera's tracker, as its ``tracking:`` block says (None when disabled)."""
+def new_tracker(cfg: TrackingConfig, ids: Iterator[int] | None = None) -> ByteTracker | None:
+    """The camera's tracker, as its ``tracking:`` block says (None when disabled); ``ids`` is
+    the camera's id counter, kept across restarts of the camera so no id is used twice."""
     if not cfg.enabled:
         return None
     return ByteTracker(
@@ -76,7 +78,8 @@ def new_tracker(cfg: TrackingConfig) -> ByteTracker | None:
             match_iou=cfg.match_iou, confirm_frames=cfg.confirm_frames, lost_seconds=cfg.lost_after,
             stationary_fraction=cfg.stationary_fraction, stationary_seconds=cfg.stationary_after,
             max_tracks=cfg.max_tracks,
-        )
+        ),
+        ids,
     )  # fmt: skip
 
 
@@ -118,6 +121,7 @@ class Application:
     commands: CommandAction | None = None
     arming: ArmingStore | None = None  # which rules are armed; set over MQTT, kept in state_dir
     arm_control: ArmControl | None = None
+    _track_ids: dict[str, Iterator[int]] = field(default_factory=dict)  # per camera, for its trackers
     supervisor: Supervisor = field(default_factory=Supervisor)
     retired_event_counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _signals: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
@@ -141,7 +145,8 @@ class Application:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cameras = enabled_cameras(cfg)
         if not self.preview_only:
-            self.arming = ArmingStore(self.state_dir / ARMING_FILE, arming_defaults(cfg.rules, cameras))
+            # every configured camera: a choice survives a camera disabled for a while
+            self.arming = ArmingStore(self.state_dir / ARMING_FILE, arming_defaults(cfg.rules, cfg.cameras))
         if cfg.metrics.enabled:  # bound first: a busy port stops the start before any thread runs
             self.metrics = MetricsServer(self.figures, cfg.metrics.host, cfg.metrics.port)
         if cfg.preview.enabled or self.preview_only:
@@ -250,11 +255,12 @@ class Application:
         publisher (a new one after MQTT was turned on by a reload)."""
         if self.publisher is None or self.arming is None:
             return
+        pairs = {(cam, rule) for rule, cam in rule_pairs(self.loaded.config)}  # enabled cameras
         if self.arm_control is None or self.arm_control.publisher is not self.publisher:
             self.arm_control = ArmControl(self.publisher, self.arming)
-            self.arm_control.start(self.arming.pairs())
+            self.arm_control.start(pairs)
         else:
-            self.arm_control.update(self.arming.pairs())
+            self.arm_control.update(pairs)
 
     def _build_worker(
         self,
@@ -283,7 +289,8 @@ class Application:
         if self.publisher is not None:  # a camera added back after a reload deleted its topic
             self.publisher.set_latest(f"{self.publisher.base}/{cam_name}/status", "connecting", revive=True)
         self.captures[cam_name] = capture
-        channel = CameraChannel(cam_name, ring, capture, tracker=new_tracker(cam.tracking))
+        ids = self._track_ids.setdefault(cam_name, itertools.count(1))
+        channel = CameraChannel(cam_name, ring, capture, tracker=new_tracker(cam.tracking, ids))
         self.channels[cam_name] = channel
         worker.add_camera(channel)
         return capture

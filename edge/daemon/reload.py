@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.config.schema import CameraConfig, EdgeConfig, FileSource
+from edge.config.schema import CameraConfig, EdgeConfig, FileSource, RuleConfig
 
 Pair = tuple[str, str]  # (rule, camera)
 
@@ -39,6 +39,20 @@ def rule_pairs(cfg: EdgeConfig) -> set[Pair]:
     return {(rule, cam) for rule, rc in cfg.rules.items() for cam in rc.cameras if cam in cams}
 
 
+NOT_STATE = {"actions", "command", "armed", "schedule"}
+"""Rule fields a running rule's state does not depend on: changing them keeps its episodes and
+line counters (the engine reads the new ones)."""
+
+
+def _state(rule: RuleConfig) -> dict[str, object]:
+    return rule.model_dump(exclude=NOT_STATE)
+
+
+def _acts(cfg: EdgeConfig) -> dict[str, object]:
+    """What the rules ask of the actions (their commands and action lists)."""
+    return {name: (r.command, r.actions) for name, r in cfg.rules.items()}
+
+
 def plan_reload(old: EdgeConfig, new: EdgeConfig) -> ReloadPlan:
     old_cams, cams = enabled_cameras(old), enabled_cameras(new)
     models_changed = {
@@ -51,7 +65,7 @@ def plan_reload(old: EdgeConfig, new: EdgeConfig) -> ReloadPlan:
     used_before = {c.model for c in old_cams.values()}
     used = {c.model for c in cams.values()}
     workers_keep = (used_before & used) - models_changed
-    rules_same = {r for r in new.rules if old.rules.get(r) == new.rules[r]}
+    rules_same = {r for r in new.rules if r in old.rules and _state(old.rules[r]) == _state(new.rules[r])}
 
     def keeps(pair: Pair) -> bool:
         rule, cam = pair
@@ -72,7 +86,7 @@ def plan_reload(old: EdgeConfig, new: EdgeConfig) -> ReloadPlan:
         keep_pairs=frozenset(p for p in after if keeps(p)),
         new_pairs=frozenset(after - before),
         gone_pairs=frozenset(before - after),
-        actions_changed=new.mqtt != old.mqtt or new.actions != old.actions,
+        actions_changed=new.mqtt != old.mqtt or new.actions != old.actions or _acts(new) != _acts(old),
         mqtt_changed=new.mqtt != old.mqtt,
         state_dir_ignored=new.state_dir != old.state_dir,
     )

@@ -77,12 +77,15 @@ def reload_config(app: Application) -> bool:
         return False
     old_base = None if app.publisher is None else app.publisher.base
     if app.arming is not None:  # before the new engines read it
-        app.arming.reconfigure(arming_defaults(cfg.rules, enabled_cameras(cfg)))
+        app.arming.reconfigure(arming_defaults(cfg.rules, cfg.cameras))
     apply_plan(app, plan, cfg, loaded)
     app.loaded = LoadedConfig(cfg, new.source, new.path)
     if app.publisher is not None:
         moved = app.publisher.base != old_base  # a new prefix/device, or MQTT turned on
-        app._announce_states(rule_pairs(cfg) if moved else plan.new_pairs, reset=plan.mqtt_changed)
+        # Kept rules say their real state at their next frame (an `off` now would be a lie, and
+        # zeroed line counters would look like a reset to Home Assistant's total_increasing).
+        fresh = rule_pairs(cfg) - plan.keep_pairs if moved else plan.new_pairs
+        app._announce_states(fresh, reset=plan.mqtt_changed)
         app.control_arming()
         if moved:
             for cam, capture in app.captures.items():

@@ -78,6 +78,8 @@ class _Pair:
     rule: CompiledRule
     evaluator: Evaluator
     gate: RuleState | None = None  # None: open; "idle" / "disarmed": closed
+    armed: bool = True
+    scheduled: bool = True
     status: RuleStatus | None = None
     last_event: str | None = None
 
@@ -117,6 +119,7 @@ class RuleEngine:
         events = []
         for key, pair in old._pairs.items():
             if key in mine and keep(*key):
+                pair.status = None  # said again at the next frame (a new broker or prefix needs it)
                 self._pairs[key] = pair
                 continue
             frame = last_frames.get(key[1])
@@ -166,7 +169,7 @@ class RuleEngine:
         events: list[Event] = []
         for rule in rules:
             pair = self._pair(rule, frame.camera)
-            gate = self._gate(rule, frame)
+            gate = self._gate(pair, frame)
             if gate != pair.gate:
                 if gate is not None:  # closing: end what was going, start afresh when it opens
                     events += self._note(
@@ -210,13 +213,12 @@ class RuleEngine:
             pair = self._pairs[(rule.name, camera)] = _Pair(rule, new_evaluator(rule))
         return pair
 
-    def _gate(self, rule: CompiledRule, frame: FrameInfo) -> RuleState | None:
-        if not self.armed(frame.camera, rule.name):
-            return "disarmed"
-        schedule = self.schedules.get(rule.name)
-        if schedule is not None and not schedule.active(frame.t_wall):
-            return "idle"
-        return None
+    def _gate(self, pair: _Pair, frame: FrameInfo) -> RuleState | None:
+        """None when the rule runs; else why not (``disarmed`` first, then ``idle``)."""
+        schedule = self.schedules.get(pair.rule.name)
+        pair.armed = self.armed(frame.camera, pair.rule.name)
+        pair.scheduled = schedule is None or schedule.active(frame.t_wall)
+        return "disarmed" if not pair.armed else None if pair.scheduled else "idle"
 
     @staticmethod
     def _note(pair: _Pair, events: list[Event]) -> list[Event]:
@@ -235,8 +237,8 @@ class RuleEngine:
             count=ev.count,
             since_wall=frame.t_wall,
             event_id=pair.last_event,
-            armed=pair.gate != "disarmed",
-            scheduled=pair.gate != "idle",
+            armed=pair.armed,
+            scheduled=pair.scheduled,
             counters=line.totals() if line else None,
             counters_by_label=line.by_label() if line else None,
         )
@@ -278,4 +280,8 @@ class RuleEngine:
                 seen[tid] = zones
         for tid in ended:
             seen.pop(tid, None)
+        if tids is not None and len(seen) > 2 * len(tids) + 64:  # ids of a replaced tracker
+            live = set(tids.tolist())
+            for tid in [t for t in seen if t not in live]:
+                del seen[tid]
         return seen

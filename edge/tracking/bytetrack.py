@@ -21,7 +21,9 @@ bounded by ``max_tracks``.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -216,13 +218,15 @@ def _assign(
 class ByteTracker:
     """Tracker for one camera (and one model). Not thread-safe: one worker calls ``update``."""
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
+    def __init__(self, config: TrackerConfig | None = None, ids: Iterator[int] | None = None) -> None:
+        """``ids``: where track ids come from; pass the same counter to the tracker that
+        replaces this one (a camera restarted by a reload) so ids are never reused."""
         self.config = config or TrackerConfig()
+        self._ids = ids if ids is not None else itertools.count(1)
         self._kalman = BoxKalman(self.config.motion)
         self._tracks: list[_State] = []  # creation order: makes every tie deterministic
         self._mean: F64 = np.zeros((0, 8))  # Kalman states, one row per track in _tracks
         self._cov: F64 = np.zeros((0, 8, 8))
-        self._next_id = 1
         self._t: float | None = None
 
     @property
@@ -252,9 +256,7 @@ class ByteTracker:
         self._cov = self._cov[rows]
 
     def _new_id(self) -> int:
-        tid = self._next_id
-        self._next_id = 1 if tid >= ID_LIMIT else tid + 1
-        return tid
+        return (next(self._ids) - 1) % ID_LIMIT + 1
 
     def _predict(self, t: float) -> F64:
         """Move every track to time ``t``; returns their predicted boxes (T, 4)."""
