@@ -283,12 +283,15 @@ def test_camera_going_offline_ends_its_rules(models_dir: Path, demo_clip: Path, 
     active (and Home Assistant's sensor `on`) forever, as no frame came to end it."""
     clip = tmp_path / "clip.mp4"
     shutil.copy(demo_clip, clip)
-    text = config(tmp_path, clip, None).replace("clear_after: 1s", "clear_after: 1h")
-    r = Running(tmp_path, text)
+    # Untracked, so the rule's one episode outlives the person leaving (with tracking, the
+    # person's episode would end when its track is lost).
+    text = config(tmp_path, clip, None, camera_extra=", tracking: {enabled: false}")
+    r = Running(tmp_path, text.replace("clear_after: 1s", "clear_after: 1h"))
     running.append(r)
     wait_until(lambda: any(e["type"] == "new" for e in r.events()), 120, "a new event")
     clip.unlink()  # at the end of this pass the camera cannot reopen its source
     wait_until(lambda: any(e["type"] == "end" for e in r.events()), 120, "the rule to end")
+    assert [(e["type"], e["reason"]) for e in r.events()] == [("new", None), ("end", "offline")]
     assert r.app.captures["c"].state.value in ("reconnecting", "connecting", "stopped")
 
 
