@@ -159,8 +159,8 @@ def test_stats_payload_keeps_the_old_keys_and_adds_the_new() -> None:
     assert p["ts"] == "2023-11-14T22:13:20.250Z"
     assert p["cameras"]["door"] == {
         "state": "streaming", "frames_read": BIG, "processed": 1200, "fps_in": 12345.67, "fps_processed": 12.0,
-        "skipped": 3, "dropped": 4, "reconnects": 1, "restarts": 0, "last_frame_age": 0.042, "events": 2,
-        "error": None,
+        "skipped": 3, "gated": 0, "dropped": 4, "reconnects": 1, "restarts": 0, "last_frame_age": 0.042,
+        "events": 2, "error": None,
     }  # fmt: skip
     assert p["cameras"]["gate"]["last_frame_age"] is None
     assert p["models"] == {"p": {"inference_ms": 4.25, "processed": 1900, "restarts": 0}}

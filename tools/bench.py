@@ -12,6 +12,11 @@ nobody watching, and on with one viewer (percent of one core; ``tools/preview_co
 
     python tools/bench.py preview
 
+``motion``: CPU of ``edge run`` in real time on a still scene and on the demo clip, with motion
+gating off and on (``tools/motion_cost.py``).
+
+    python tools/bench.py motion
+
 ``alerts``: alerts per second to a local broker, with and without the outbox. Nothing is
 written into the working folder (the outbox databases go to a temporary folder by default).
 
@@ -262,6 +267,11 @@ def main() -> int:
     p.add_argument("--runner", default="litert", help="runner of the demo's model (default: litert)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring (default: 5)")
     p.add_argument("--window", type=float, default=20.0, help="seconds measured per mode (default: 20)")
+    p = sub.add_parser("motion", help="CPU of edge run on a still scene and the demo, gating off and on")
+    p.add_argument("--clip", type=Path, default=Path("demo/demo.mp4"), help="moving clip (default: the demo)")
+    p.add_argument("--runner", default="litert", help="runner of the demo's model (default: litert)")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring (default: 5)")
+    p.add_argument("--window", type=float, default=20.0, help="seconds measured per mode (default: 20)")
     p = sub.add_parser("tracker", help="cost of the tracker and the rules per frame at 1, 10 and 50 objects")
     p.add_argument(
         "--objects",
@@ -283,6 +293,12 @@ def main() -> int:
                 f"{r['update_median_us']:>9} {r['update_p90_us']:>7} {r['rules_median_us']:>9} "
                 f"{r['rules_p90_us']:>7} {r['total_median_us']:>8} {r['events']:>6}"
             )
+        return 0
+    if args.command == "motion":
+        from motion_cost import bench_motion, format_motion
+
+        results = bench_motion(args.clip.resolve(), args.runner, args.warmup, args.window)
+        print(format_motion(results, args.window))
         return 0
     if args.command == "preview":
         from preview_cost import bench_preview, format_preview

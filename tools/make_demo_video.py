@@ -46,7 +46,7 @@ def sprite_x(t: float) -> float:
     return keys[-1][1]
 
 
-def render(t: float, background: np.ndarray, person: np.ndarray) -> np.ndarray:
+def render(t: float, background: np.ndarray, person: np.ndarray | None) -> np.ndarray:
     frame = background.copy()
     poly = (np.array(ZONE) * [W, H]).astype(np.int32)
     overlay = frame.copy()
@@ -59,13 +59,15 @@ def render(t: float, background: np.ndarray, person: np.ndarray) -> np.ndarray:
     x = round(sprite_x(t))
     y = H - SPRITE_H
     x0, x1 = max(x, 0), min(x + SPRITE_H, W)
-    if x1 > x0:
+    if person is not None and x1 > x0:
         frame[y:H, x0:x1] = person[:, x0 - x : x1 - x]
     cv2.putText(frame, f"t={t:5.2f}s", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
     return frame
 
 
-def make(out: Path) -> Path:
+def make(out: Path, still: bool = False) -> Path:
+    """Write the clip to ``out``; ``still``: the same scene without the person (nothing moves
+    but the clock in the corner), for motion gating."""
     background, person = _assets()
     out.parent.mkdir(parents=True, exist_ok=True)
     ffmpeg = shutil.which("ffmpeg")
@@ -79,7 +81,7 @@ def make(out: Path) -> Path:
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE)
     assert proc.stdin is not None
     for i in range(FPS * SECONDS):
-        proc.stdin.write(render(i / FPS, background, person).tobytes())
+        proc.stdin.write(render(i / FPS, background, None if still else person).tobytes())
     proc.stdin.close()
     if proc.wait() != 0:
         raise SystemExit(f"ffmpeg failed with exit code {proc.returncode}")
@@ -91,8 +93,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("out", type=Path, nargs="?", default=Path("demo/demo.mp4"))
+    parser.add_argument("--still", action="store_true", help="the scene without the person")
     args = parser.parse_args()
-    path = make(args.out)
+    path = make(args.out, still=args.still)
     print(f"{path}: {W}x{H} H.264, {FPS} fps, {SECONDS} s", file=sys.stderr)
     return 0
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +68,49 @@ def _drain(stream: object) -> None:
         pass
 
 
+def cpu_of_edge_run(
+    sets: dict[str, str], warmup: float, window: float, on_ready: Callable[[], None] | None = None
+) -> float:
+    """Run ``edge run configs/demo.yaml`` with ``--set`` for each of ``sets``; once it is ready
+    (and ``on_ready`` has run), wait ``warmup`` seconds, then measure its CPU over ``window``
+    seconds: percent of one core. The daemon is stopped afterwards."""
+    args = [sys.executable, "-m", "edge", "run", str(REPO / "configs" / "demo.yaml")]
+    for k, v in sets.items():
+        args += ["--set", f"{k}={v}"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # wait for "ready"
+            if re.search(r"\bready in\b", line):
+                break
+        else:
+            raise SystemExit(f"edge run ended before it was ready ({sets})")
+        threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
+        if on_ready is not None:
+            on_ready()
+        time.sleep(warmup)
+        c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(window)
+        c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 100.0 * (c1 - c0) / (t1 - t0)
+
+
 def measure(mode: str, clip: Path, runner: str, warmup: float, window: float) -> PreviewCost:
     port = free_port()
+    stop = threading.Event()
+    counter = [0]
+    counted: list[int] = []
+
+    def start_viewer() -> None:
+        if mode == "viewer":
+            threading.Thread(target=_viewer, args=(port, stop, counter), daemon=True).start()
+
     with tempfile.TemporaryDirectory(prefix="edge-preview-cost-") as state:
         sets = {
             "state_dir": state,
@@ -82,36 +124,12 @@ def measure(mode: str, clip: Path, runner: str, warmup: float, window: float) ->
             "preview.enabled": "false" if mode == "off" else "true",
             "preview.port": str(port),
         }
-        args = [sys.executable, "-m", "edge", "run", str(REPO / "configs" / "demo.yaml")]
-        for k, v in sets.items():
-            args += ["--set", f"{k}={v}"]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        stop = threading.Event()
-        counter = [0]
-        viewer = None
         try:
-            assert proc.stderr is not None
-            for line in proc.stderr:  # wait for "ready"
-                if re.search(r"\bready in\b", line):
-                    break
-            else:
-                raise SystemExit(f"edge run ended before it was ready ({mode})")
-            threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
-            if mode == "viewer":
-                viewer = threading.Thread(target=_viewer, args=(port, stop, counter), daemon=True)
-                viewer.start()
-            time.sleep(warmup)
-            c0, t0, n0 = cpu_seconds(proc.pid), time.monotonic(), counter[0]
-            time.sleep(window)
-            c1, t1, n1 = cpu_seconds(proc.pid), time.monotonic(), counter[0]
+            cpu = cpu_of_edge_run(sets, warmup, window, start_viewer)
+            counted.append(counter[0])
         finally:
             stop.set()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    return PreviewCost(mode, 100.0 * (c1 - c0) / (t1 - t0), n1 - n0)
+    return PreviewCost(mode, cpu, counted[0])
 
 
 def bench_preview(clip: Path, runner: str, warmup: float, window: float) -> list[PreviewCost]:

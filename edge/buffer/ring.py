@@ -49,6 +49,7 @@ class Slot:
     t_frame: float = 0.0
     t_wall: float = 0.0
     t_mono_ns: int = 0
+    gated: bool = False  # the scene stood still: no tensor was made, no inference is needed
     state: SlotState = SlotState.FREE
 
 

@@ -169,6 +169,21 @@ class OpenCvSource:
             return None
         return frame
 
+    def skip(self) -> bool:
+        """Decode the next frame without converting it (a still scene's frames that nobody
+        looks at); False at the end; SourceError when a stream read stalled."""
+        cap = self._cap
+        if cap is None:
+            return False
+        if self._grabbed:  # the frame grabbed at open is the one skipped
+            self._grabbed = False
+            return True
+        started = time.monotonic()
+        ok = bool(cap.grab())
+        if self._stall_after is not None and time.monotonic() - started >= self._stall_after:
+            raise SourceError(f"{self.description}: no frame within {self._stall_after:g} s (stream stalled)")
+        return ok
+
     def position_seconds(self) -> float | None:
         if self._cap is None or self.live:
             return None

@@ -45,6 +45,7 @@ import numpy as np
 
 from edge.buffer.preprocess import BgrConverter, LetterboxPreprocessor
 from edge.buffer.ring import FrameRing, Slot
+from edge.capture.motion import MotionGate
 from edge.capture.sources import FrameSource, SourceError
 
 log = logging.getLogger("edge.capture")
@@ -140,6 +141,10 @@ class CaptureStats:
     error: str | None
     failed: bool = False  # gave up on a file that cannot be read (error says why)
     crashed: bool = False  # ended by an unexpected exception (error holds it)
+    frames_gated: int = 0  # the scene stood still: handed on without a tensor (motion gating)
+
+
+_SKIPPED = np.zeros(0, np.uint8)  # stands for a frame decoded but not converted (motion gating)
 
 
 @dataclass(frozen=True)
@@ -183,8 +188,10 @@ class CaptureThread(threading.Thread):
         give_up_after: int = 3,
         realtime: bool | None = None,
         wall_clock: Callable[[], float] = time.time,
+        motion: MotionGate | None = None,
     ) -> None:
         super().__init__(name=f"capture-{camera}", daemon=True)
+        self.motion = motion
         self.camera = camera
         self.source = source
         self.ring = ring
@@ -257,6 +264,7 @@ class CaptureThread(threading.Thread):
             error=self.last_error,
             failed=self.failed,
             crashed=self.crashed,
+            frames_gated=self.motion.gated if self.motion is not None else 0,
         )
 
     def continue_after(self, t_frame: float, fps: float = 25.0) -> None:
@@ -364,6 +372,8 @@ class CaptureThread(threading.Thread):
         next_due = 0.0
         index = 0  # frame index in this session (a file pass)
         steady = False
+        if self.motion is not None:
+            self.motion.reset()  # a new stream: learn its scene again
         while not self.stop_event.is_set():
             if self.pacer is not None and self.pacer.wait_turn(fps):
                 break
@@ -373,8 +383,12 @@ class CaptureThread(threading.Thread):
             self._held = slot
             t_read = time.perf_counter()
             error: str | None = None
+            skip = self._skipper(index, fps)
             try:
-                frame = self.source.read(self._raw.get(slot.index, slot.frame))
+                if skip is not None:  # a still scene: decoded, not converted, not handed on
+                    frame = _SKIPPED if skip() else None
+                else:
+                    frame = self.source.read(self._raw.get(slot.index, slot.frame))
             except SourceError as exc:  # the source says why the stream failed
                 frame, error = None, str(exc)
             wall = self._wall_clock()
@@ -394,6 +408,9 @@ class CaptureThread(threading.Thread):
             index += 1
             self.frames_read += 1
             self._last_frame_mono = now
+            if frame is _SKIPPED:
+                self._pass_over()
+                continue
             if interval and t_frame < next_due:
                 self.frames_skipped += 1
                 self._release_held()
@@ -401,6 +418,20 @@ class CaptureThread(threading.Thread):
             next_due = max(next_due + interval, t_frame) if interval else 0.0
             self._fill(slot, frame, t_frame, wall)
         return _Session(index, steady, False, None)
+
+    def _skipper(self, index: int, fps: float) -> Callable[[], bool] | None:
+        """The source's ``skip`` when motion gating passes over the next frame, else None."""
+        skip = getattr(self.source, "skip", None)
+        if self.motion is None or skip is None:
+            return None
+        t_next = self._t_offset + index / fps if not self.source.live else self.clock() - self._origin
+        return None if self.motion.should_look(t_next) else skip
+
+    def _pass_over(self) -> None:
+        """A frame motion gating did not look at: counted as gated, its slot given back."""
+        if self.motion is not None:
+            self.motion.skipped()
+        self._release_held()
 
     def _acquire(self) -> Slot | None:
         """A slot to write, or None when stop was requested (a lossless ring that stays full
@@ -420,7 +451,9 @@ class CaptureThread(threading.Thread):
             self._raw[slot.index] = frame
         slot.frame = bgr
         t_pre = time.perf_counter()
-        slot.letterbox = self.preprocessor(bgr, slot.tensor)
+        slot.gated = self.motion is not None and not self.motion.wants_inference(bgr, t_frame)
+        if not slot.gated:
+            slot.letterbox = self.preprocessor(bgr, slot.tensor)
         self.preprocess_seconds += time.perf_counter() - t_pre
         slot.seq = self._seq
         slot.t_frame = t_frame

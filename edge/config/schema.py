@@ -368,6 +368,33 @@ class TrackingConfig(Strict):
         return self
 
 
+class MotionConfig(Strict):
+    """Motion gating: while the scene stands still, inference is skipped and the last
+    detections are reused (tracks stay alive, rules keep their time)."""
+
+    enabled: bool = Field(False, description="Skip inference while nothing moves.")
+    threshold: int = Field(25, ge=1, le=255, description="Grey-level change that counts as motion.")
+    min_area: float = Field(
+        0.002, gt=0.0, le=1.0, description="Least moving area that counts, as a fraction of the frame."
+    )
+    hold: Interval = Field(2.0, description="Inference goes on this long after motion stops.")
+    refresh_after: Interval = Field(
+        5.0, description="On a still scene, one inference this often all the same."
+    )
+    width: int = Field(320, ge=64, le=1920, description="Frames are compared at this width.")
+    check_fps: float = Field(
+        5.0,
+        gt=0.0,
+        le=100.0,
+        description="On a still scene, frames looked at per second; others only decoded.",
+    )
+    masks: list[Polygon] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Areas whose motion is ignored (trees, screens, clocks).",
+    )
+
+
 class CameraConfig(Strict):
     source: Source
     model: Name
@@ -381,6 +408,7 @@ class CameraConfig(Strict):
     )
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
     buffer_slots: int = Field(
         3, ge=2, le=64, description="Preallocated frame slots between capture and inference."
     )

@@ -32,6 +32,7 @@ from edge.alerts.payload import state_payload
 from edge.alerts.retained import FILENAME as RETAINED_TOPICS
 from edge.alerts.retained import sync_retained
 from edge.buffer.ring import FrameRing
+from edge.capture.motion import MotionGate
 from edge.capture.sources import OpenCvSource, ring_policy
 from edge.capture.thread import Backoff, CameraState, CaptureThread
 from edge.config import LoadedConfig
@@ -305,6 +306,7 @@ class Application:
             loop=isinstance(cam.source, FileSource) and cam.source.loop,
             backoff=Backoff(cam.reconnect.initial, cam.reconnect.max),
             on_state=self._on_camera_state,
+            motion=MotionGate(cam.motion, cam.masks) if cam.motion.enabled else None,
         )
 
     def _announce_states(self, new_pairs: Set[tuple[str, str]], reset: bool) -> None:
@@ -543,11 +545,12 @@ class Application:
         for c in fig.cameras:
             age = "-" if c.last_frame_age is None else f"{c.last_frame_age:.1f}s"
             ms = infer.get(cams[c.name].model, 0.0) if c.name in cams else 0.0
+            gated = f", gated {c.frames_gated}" if c.name in cams and cams[c.name].motion.enabled else ""
             log.info(
-                "camera %s: %s, read %d (%.1f fps), processed %d (%.1f fps), skipped %d, dropped %d, "
+                "camera %s: %s, read %d (%.1f fps), processed %d (%.1f fps)%s, skipped %d, dropped %d, "
                 "reconnects %d, restarts %d, last frame %s ago, inference %.1f ms, events %d",
                 c.name, c.state, c.frames_read, c.frames_read / fig.uptime, c.frames_processed,
-                c.frames_processed / fig.uptime, c.frames_skipped, c.frames_dropped, c.reconnects,
+                c.frames_processed / fig.uptime, gated, c.frames_skipped, c.frames_dropped, c.reconnects,
                 c.restarts, age, ms, c.events,
             )  # fmt: skip
         for problem in fig.problems:

@@ -37,7 +37,7 @@ def build_figures(app: Application) -> Figures:
                 frames_processed=ch.processed if ch else 0, frames_skipped=s.frames_skipped,
                 frames_dropped=s.frames_dropped, reconnects=s.reconnects,
                 restarts=app.supervisor.restarts("capture", name), last_frame_age=s.last_frame_age,
-                events=ch.events if ch else 0, error=s.error,
+                events=ch.events if ch else 0, error=s.error, frames_gated=s.frames_gated,
             )
         )  # fmt: skip
     models, counts = [], {(c, r, t): 0 for r, c in rule_pairs(cfg) for t in ("new", "end")}

@@ -32,6 +32,8 @@ from edge.telemetry.figures import LATENCY_BUCKETS
 from edge.tracking.bytetrack import ByteTracker
 from edge.types import Detections
 
+GATED = -1  # in the async queue: a gated frame, finished without inference in its turn
+
 log = logging.getLogger("edge.pipeline")
 LIVE_STATES = (CameraState.STREAMING, CameraState.CONNECTING)
 
@@ -47,6 +49,8 @@ class CameraChannel:
     events: int = 0
     offline_ended: bool = False  # the rules were ended because the camera went away
     tracker: ByteTracker | None = None  # used by the worker thread only
+    last_dets: Detections | None = None  # the last decoded detections: reused for gated frames
+    gated: int = 0  # frames processed without inference (the scene stood still)
 
     @property
     def finished(self) -> bool:
@@ -217,6 +221,7 @@ class InferenceWorker(threading.Thread):
                 self._dispatch(ch, self.engine.finish(ch.name, ch.last_frame), None)
                 if ch.tracker is not None:
                     ch.tracker.reset()  # objects are not followed across a gap in the video
+                ch.last_dets = None
 
     def stats(self) -> WorkerStats:
         t = self._timing
@@ -296,7 +301,7 @@ class InferenceWorker(threading.Thread):
             self._idle = False
             try:
                 t0 = time.perf_counter()
-                outputs = self.model.run_tensor(slot.tensor)
+                outputs = None if slot.gated else self.model.run_tensor(slot.tensor)
                 self._finish(ch, slot, outputs, time.perf_counter() - t0)
             finally:
                 self._done(ch, slot)
@@ -325,16 +330,21 @@ class InferenceWorker(threading.Thread):
                 continue
             self._idle = False
             try:
-                for i, (_ch, slot) in enumerate(taken):
+                for ch, slot in taken:
+                    if slot.gated:
+                        self._finish(ch, slot, None, 0.0)
+                live = [(ch, slot) for ch, slot in taken if not slot.gated]
+                for i, (_ch, slot) in enumerate(live):
                     batch[i] = slot.tensor[0]
-                t0 = time.perf_counter()
-                outputs = self.model.run_tensor(batch[: len(taken)])
-                per_frame = (time.perf_counter() - t0) / len(taken)
-                if len(taken) > 1:
-                    self.batches += 1
-                    self.batched_frames += len(taken)
-                for i, (ch, slot) in enumerate(taken):
-                    self._finish(ch, slot, [o[i : i + 1] for o in outputs], per_frame)
+                if live:
+                    t0 = time.perf_counter()
+                    outputs = self.model.run_tensor(batch[: len(live)])
+                    per_frame = (time.perf_counter() - t0) / len(live)
+                    if len(live) > 1:
+                        self.batches += 1
+                        self.batched_frames += len(live)
+                    for i, (ch, slot) in enumerate(live):
+                        self._finish(ch, slot, [o[i : i + 1] for o in outputs], per_frame)
             finally:
                 for ch, slot in taken:
                     self._done(ch, slot)
@@ -351,6 +361,9 @@ class InferenceWorker(threading.Thread):
             while True:
                 while len(in_flight) < self._async.jobs and (got := self._next_ready()) is not None:
                     ch, slot = got
+                    if slot.gated:  # in line behind the camera's frames in flight
+                        in_flight.append((GATED, ch, slot, time.perf_counter()))
+                        continue
                     self._async.submit({name: slot.tensor}, job)
                     in_flight.append((job, ch, slot, time.perf_counter()))
                     job += 1
@@ -360,8 +373,8 @@ class InferenceWorker(threading.Thread):
                         return
                     continue
                 head, ch, slot, t0 = in_flight[0]
-                outputs = self._async.wait(head, timeout=0.02)
-                if outputs is None:
+                outputs = None if head == GATED else self._async.wait(head, timeout=0.02)
+                if outputs is None and head != GATED:
                     continue  # not done yet: meanwhile fill free requests with new frames
                 in_flight.popleft()
                 try:
@@ -381,11 +394,20 @@ class InferenceWorker(threading.Thread):
         if self.budget is not None:
             self.budget.settle()
 
-    def _finish(self, ch: CameraChannel, slot: Slot, outputs: list[np.ndarray], infer_seconds: float) -> None:
-        assert slot.frame is not None and slot.letterbox is not None
+    def _finish(
+        self, ch: CameraChannel, slot: Slot, outputs: list[np.ndarray] | None, infer_seconds: float
+    ) -> None:
+        """Decode, track, evaluate the rules. ``outputs`` None: a gated frame (the scene stood
+        still), whose detections are the camera's last ones."""
+        assert slot.frame is not None
         h, w = slot.frame.shape[:2]
         t1 = time.perf_counter()
-        dets = self.model.decode(outputs, DecodeContext(slot.letterbox, (w, h)))
+        if outputs is None:
+            dets = ch.last_dets if ch.last_dets is not None else Detections()
+            ch.gated += 1
+        else:
+            assert slot.letterbox is not None
+            dets = ch.last_dets = self.model.decode(outputs, DecodeContext(slot.letterbox, (w, h)))
         t_decoded = time.perf_counter()
         stationary: np.ndarray | None = None
         ended: tuple[int, ...] = ()
@@ -406,9 +428,10 @@ class InferenceWorker(threading.Thread):
         self.processed += 1
         self._last_progress = time.monotonic()
         timing = self._timing
-        timing.infer += infer_seconds
-        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, infer_seconds)] += 1
-        self.latency_sum += infer_seconds
+        if outputs is not None:  # gated frames ran no inference: not in its figures
+            timing.infer += infer_seconds
+            self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, infer_seconds)] += 1
+            self.latency_sum += infer_seconds
         timing.decode += t_decoded - t1
         timing.track += t2 - t_decoded
         timing.rules += t3 - t2

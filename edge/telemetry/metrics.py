@@ -41,6 +41,11 @@ def _camera_counters(cameras: tuple[CameraFigures, ...]) -> Iterator[Metric]:
         ("edge_camera_frames_processed", "Frames that went through inference.", lambda c: c.frames_processed),
         ("edge_camera_frames_dropped", "Frames overwritten before inference.", lambda c: c.frames_dropped),
         ("edge_camera_frames_skipped", "Frames skipped by the fps cap.", lambda c: c.frames_skipped),
+        (
+            "edge_camera_frames_gated",
+            "Frames processed without inference (a still scene).",
+            lambda c: c.frames_gated,
+        ),
         ("edge_camera_reconnects", "Times the source was reconnected.", lambda c: c.reconnects),
         ("edge_camera_restarts", "Times the capture thread died and was restarted.", lambda c: c.restarts),
     ]

@@ -50,6 +50,7 @@ def _camera(c: CameraFigures, uptime: float) -> dict[str, Any]:
         "fps_in": _rate(c.frames_read, uptime),
         "fps_processed": _rate(c.frames_processed, uptime),
         "skipped": c.frames_skipped,
+        "gated": c.frames_gated,
         "dropped": c.frames_dropped,
         "reconnects": c.reconnects,
         "restarts": c.restarts,
