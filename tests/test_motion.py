@@ -174,3 +174,22 @@ def test_a_still_clip_is_mostly_gated(models_dir: Path, tmp_path: Path) -> None:
     processed = int(re.findall(r"stopped \(finished\): (\d+) frame\(s\) processed", log)[-1])
     assert processed < gated / 2  # most frames were never handed on to the worker
     assert events == []  # nobody there
+
+
+def test_an_fps_cap_and_gating_together(models_dir: Path, tmp_path: Path) -> None:
+    """Frames the cap drops are only decoded (and counted as skipped, not gated); of the 2 a
+    second the cap keeps, a still scene runs inference on few."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from make_demo_video import FPS as CLIP_FPS
+    from make_demo_video import SECONDS, make
+
+    clip = make(tmp_path / "still.mp4", still=True)
+    log, _ = edge_run(clip, tmp_path / "state", "cameras.entrance.motion.enabled=true", "cameras.entrance.fps=2")
+    line = re.findall(r"camera entrance: stopped, read (\d+) .*?processed (\d+) .*?gated (\d+), skipped (\d+)", log)
+    assert line, log[-2000:]
+    read, processed, gated, skipped = map(int, line[-1])
+    kept = 2 * SECONDS  # by the cap
+    assert read == CLIP_FPS * SECONDS and skipped == read - kept
+    # the kept frames are looked at (check_fps 5 > 2) and go on to the rules; on a still scene
+    # only the warm-up, the hold after it and the refreshes run inference
+    assert processed == kept and kept - 15 <= gated < kept

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,3 +100,36 @@ def test_consumer_sees_increasing_sequence_numbers(policy: str, slots: int, ops:
     else:
         assert len(seen) + r.dropped == produced
     assert all(s.state is SlotState.FREE for s in r.slots)
+
+
+def produce_gated(r: FrameRing, seq: int, gated: bool) -> None:
+    slot = r.acquire_write(timeout=0)
+    assert slot is not None
+    slot.seq, slot.gated = seq, gated
+    r.commit(slot)
+
+
+@pytest.mark.parametrize(
+    ("frames", "taken", "dropped"),
+    [
+        ([(1, False), (2, False), (3, False)], [3], 2),  # the newest; older frames are stale
+        ([(1, False), (2, True), (3, True)], [1, 3], 1),  # a still scene's gated frames never
+        ([(1, True), (2, False), (3, True)], [2, 3], 1),  # displace the one that needs inference
+        ([(1, True), (2, True), (3, True)], [3], 2),
+        ([(1, False), (2, False), (3, True), (4, True)], [2, 4], 2),  # full: a gated frame is overwritten
+    ],
+    ids=["all inferred", "due then gated", "gated, due, gated", "all gated", "overwrite gated first"],
+)
+def test_latest_keeps_frames_that_need_inference(
+    frames: list[tuple[int, bool]], taken: list[int], dropped: int
+) -> None:
+    """Motion gating: the refresh or hold frame of a still scene must reach inference even when
+    gated frames come after it before the worker looks."""
+    r = ring("latest", 3)
+    for seq, gated in frames:
+        produce_gated(r, seq, gated)
+    got = []
+    while (slot := r.take()) is not None:
+        got.append(slot.seq)
+        r.release(slot)
+    assert (got, r.dropped) == (taken, dropped)

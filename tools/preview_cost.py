@@ -69,11 +69,16 @@ def _drain(stream: object) -> None:
 
 
 def cpu_of_edge_run(
-    sets: dict[str, str], warmup: float, window: float, on_ready: Callable[[], None] | None = None
+    sets: dict[str, str],
+    warmup: float,
+    window: float,
+    on_ready: Callable[[], None] | None = None,
+    mark: Callable[[str], None] | None = None,
 ) -> float:
     """Run ``edge run configs/demo.yaml`` with ``--set`` for each of ``sets``; once it is ready
     (and ``on_ready`` has run), wait ``warmup`` seconds, then measure its CPU over ``window``
-    seconds: percent of one core. The daemon is stopped afterwards."""
+    seconds: percent of one core (``mark("start")`` and ``mark("end")`` bracket the window).
+    The daemon is stopped afterwards."""
     args = [sys.executable, "-m", "edge", "run", str(REPO / "configs" / "demo.yaml")]
     for k, v in sets.items():
         args += ["--set", f"{k}={v}"]
@@ -90,8 +95,12 @@ def cpu_of_edge_run(
             on_ready()
         time.sleep(warmup)
         c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        if mark is not None:
+            mark("start")
         time.sleep(window)
         c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+        if mark is not None:
+            mark("end")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -105,7 +114,7 @@ def measure(mode: str, clip: Path, runner: str, warmup: float, window: float) ->
     port = free_port()
     stop = threading.Event()
     counter = [0]
-    counted: list[int] = []
+    counted: dict[str, int] = {}
 
     def start_viewer() -> None:
         if mode == "viewer":
@@ -125,11 +134,11 @@ def measure(mode: str, clip: Path, runner: str, warmup: float, window: float) ->
             "preview.port": str(port),
         }
         try:
-            cpu = cpu_of_edge_run(sets, warmup, window, start_viewer)
-            counted.append(counter[0])
+            window_marks = lambda at: counted.update({at: counter[0]})  # noqa: E731
+            cpu = cpu_of_edge_run(sets, warmup, window, start_viewer, window_marks)
         finally:
             stop.set()
-    return PreviewCost(mode, cpu, counted[0])
+    return PreviewCost(mode, cpu, counted["end"] - counted["start"])
 
 
 def bench_preview(clip: Path, runner: str, warmup: float, window: float) -> list[PreviewCost]:

@@ -88,7 +88,11 @@ class FrameRing:
                     free.state = SlotState.WRITING
                     return free
                 if self.policy == "latest" and self._ready:
-                    oldest = self.slots[self._ready.popleft()]
+                    # the oldest gated frame goes first: one that needs inference is kept
+                    gated = [i for i in self._ready if self.slots[i].gated]
+                    index = gated[0] if gated and len(gated) < len(self._ready) else self._ready[0]
+                    self._ready.remove(index)
+                    oldest = self.slots[index]
                     self.dropped += 1
                     oldest.state = SlotState.WRITING
                     return oldest
@@ -121,10 +125,16 @@ class FrameRing:
             if not self._ready:
                 return None
             if self.policy == "latest":
-                index = self._ready.pop()
-                while self._ready:  # older frames are stale: drop them
+                # The newest frame; older ones are stale and dropped. But a gated frame (motion
+                # gating: a still scene) never displaces one that needs inference: the newest
+                # of those is taken, and the gated frames after it stay ready.
+                index = self._ready[-1]
+                if self.slots[index].gated:
+                    index = next((i for i in reversed(self._ready) if not self.slots[i].gated), index)
+                while self._ready[0] != index:  # older frames are stale: drop them
                     self.slots[self._ready.popleft()].state = SlotState.FREE
                     self.dropped += 1
+                self._ready.popleft()
                 self._cond.notify_all()
             else:
                 index = self._ready.popleft()

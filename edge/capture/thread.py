@@ -141,7 +141,7 @@ class CaptureStats:
     error: str | None
     failed: bool = False  # gave up on a file that cannot be read (error says why)
     crashed: bool = False  # ended by an unexpected exception (error holds it)
-    frames_gated: int = 0  # the scene stood still: handed on without a tensor (motion gating)
+    frames_gated: int = 0  # no inference, the scene stood still: handed on without a tensor, or only decoded
 
 
 _SKIPPED = np.zeros(0, np.uint8)  # stands for a frame decoded but not converted (motion gating)
@@ -224,6 +224,7 @@ class CaptureThread(threading.Thread):
         # Frame time never runs backwards: files add each pass's length, live sources share
         # one origin across threads.
         self._t_offset = 0.0
+        self._last_t_frame: float | None = None
         self._origin = origin
         self._since: float | None = None  # clock() at the first frame since the stream opened
         self._rng = rng if rng is not None else random.Random()
@@ -383,7 +384,7 @@ class CaptureThread(threading.Thread):
             self._held = slot
             t_read = time.perf_counter()
             error: str | None = None
-            skip = self._skipper(index, fps)
+            skip = self._skipper(index, fps, next_due if interval else None)
             try:
                 if skip is not None:  # a still scene: decoded, not converted, not handed on
                     frame = _SKIPPED if skip() else None
@@ -404,12 +405,14 @@ class CaptureThread(threading.Thread):
                 self._since = now
                 self.last_error = None
             steady = steady or now - self._since >= self.steady_after
-            t_frame = self._t_offset + index / fps if not self.source.live else now - self._origin
+            t_frame = self._last_t_frame = (
+                self._t_offset + index / fps if not self.source.live else now - self._origin
+            )
             index += 1
             self.frames_read += 1
             self._last_frame_mono = now
             if frame is _SKIPPED:
-                self._pass_over()
+                self._pass_over(capped=bool(interval) and t_frame < next_due)
                 continue
             if interval and t_frame < next_due:
                 self.frames_skipped += 1
@@ -419,17 +422,27 @@ class CaptureThread(threading.Thread):
             self._fill(slot, frame, t_frame, wall)
         return _Session(index, steady, False, None)
 
-    def _skipper(self, index: int, fps: float) -> Callable[[], bool] | None:
-        """The source's ``skip`` when motion gating passes over the next frame, else None."""
-        skip = getattr(self.source, "skip", None)
+    def _skipper(self, index: int, fps: float, next_due: float | None) -> Callable[[], bool] | None:
+        """The source's ``skip`` when motion gating passes over the next frame (or the fps
+        cap would drop it anyway), else None."""
+        skip: Callable[[], bool] | None = getattr(self.source, "skip", None)
         if self.motion is None or skip is None:
             return None
-        t_next = self._t_offset + index / fps if not self.source.live else self.clock() - self._origin
+        if self.source.live:  # the next frame comes about a frame after the last one
+            last = self._last_t_frame
+            t_next = (last + 1.0 / fps) if last is not None else self.clock() - self._origin
+        else:
+            t_next = self._t_offset + index / fps
+        if next_due is not None and t_next < next_due - 1e-6:
+            return skip
         return None if self.motion.should_look(t_next) else skip
 
-    def _pass_over(self) -> None:
-        """A frame motion gating did not look at: counted as gated, its slot given back."""
-        if self.motion is not None:
+    def _pass_over(self, capped: bool) -> None:
+        """A frame only decoded: counted as skipped by the fps cap, or else as gated (motion
+        gating did not look at it); its slot given back."""
+        if capped:
+            self.frames_skipped += 1
+        elif self.motion is not None:
             self.motion.skipped()
         self._release_held()
 

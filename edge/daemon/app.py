@@ -473,6 +473,9 @@ class Application:
         cam = self.loaded.config.cameras[name]
         capture = self._new_capture(name, cam, channel.ring)
         capture.frames_read, capture.reconnects = old.frames_read, old.reconnects
+        capture.frames_skipped = old.frames_skipped
+        if capture.motion is not None and old.motion is not None:
+            capture.motion.gated = old.motion.gated  # counters never go back
         if channel.last_frame is not None and isinstance(cam.source, FileSource):
             capture.continue_after(channel.last_frame.t_frame)
         self.captures[name] = capture

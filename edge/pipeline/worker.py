@@ -108,6 +108,7 @@ class _Timing:
     track: float = 0.0
     rules: float = 0.0
     count: int = 0
+    inferred: int = 0  # frames that ran inference (the others were gated): infer and decode are theirs
 
 
 class InferenceWorker(threading.Thread):
@@ -226,13 +227,14 @@ class InferenceWorker(threading.Thread):
     def stats(self) -> WorkerStats:
         t = self._timing
         n = max(t.count, 1)
+        m = max(t.inferred, 1)
         return WorkerStats(
             model=self.model_name,
             processed=self.processed,
-            infer_ms_avg=1000 * t.infer / n,
+            infer_ms_avg=1000 * t.infer / m,
             stage_ms={
-                "infer": 1000 * t.infer / n,
-                "decode": 1000 * t.decode / n,
+                "infer": 1000 * t.infer / m,
+                "decode": 1000 * t.decode / m,
                 "track": 1000 * t.track / n,
                 "rules": 1000 * t.rules / n,
             },
@@ -361,6 +363,7 @@ class InferenceWorker(threading.Thread):
             while True:
                 while len(in_flight) < self._async.jobs and (got := self._next_ready()) is not None:
                     ch, slot = got
+                    self._idle = False
                     if slot.gated:  # in line behind the camera's frames in flight
                         in_flight.append((GATED, ch, slot, time.perf_counter()))
                         continue
@@ -429,6 +432,7 @@ class InferenceWorker(threading.Thread):
         self._last_progress = time.monotonic()
         timing = self._timing
         if outputs is not None:  # gated frames ran no inference: not in its figures
+            timing.inferred += 1
             timing.infer += infer_seconds
             self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, infer_seconds)] += 1
             self.latency_sum += infer_seconds

@@ -30,7 +30,7 @@ class CameraFigures:
     last_frame_age: float | None  # seconds; None before the first frame
     events: int
     error: str | None  # why the camera is failing, when it is
-    frames_gated: int = 0  # processed without inference: the scene stood still (motion gating)
+    frames_gated: int = 0  # no inference, the scene stood still (motion gating); looked-at ones are processed
 
     def __post_init__(self) -> None:
         if self.state not in CAMERA_STATES:

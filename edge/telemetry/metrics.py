@@ -38,12 +38,12 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 def _camera_counters(cameras: tuple[CameraFigures, ...]) -> Iterator[Metric]:
     per_camera: list[tuple[str, str, Callable[[CameraFigures], int]]] = [
         ("edge_camera_frames_read", "Frames decoded from the source.", lambda c: c.frames_read),
-        ("edge_camera_frames_processed", "Frames that went through inference.", lambda c: c.frames_processed),
+        ("edge_camera_frames_processed", "Frames through tracking and rules.", lambda c: c.frames_processed),
         ("edge_camera_frames_dropped", "Frames overwritten before inference.", lambda c: c.frames_dropped),
         ("edge_camera_frames_skipped", "Frames skipped by the fps cap.", lambda c: c.frames_skipped),
         (
             "edge_camera_frames_gated",
-            "Frames processed without inference (a still scene).",
+            "Frames without inference (motion gating).",
             lambda c: c.frames_gated,
         ),
         ("edge_camera_reconnects", "Times the source was reconnected.", lambda c: c.reconnects),
