@@ -12,7 +12,6 @@ from edge.daemon.reload import rule_pairs
 from edge.telemetry.figures import (
     ActionFigures,
     CameraFigures,
-    CommandCounts,
     EventCount,
     Figures,
     ModelFigures,
@@ -65,12 +64,7 @@ def build_figures(app: Application) -> Figures:
     actions = ActionFigures(0, 0, (), 0)
     if app.dispatcher is not None:
         a = app.dispatcher.figures()
-        commands = None
-        if app.commands is not None:
-            c = app.commands.figures()
-            commands = CommandCounts(
-                c.started, c.succeeded, c.failed, c.timed_out, c.dropped, c.running, c.queued, c.exit_codes
-            )
+        commands = app.commands.figures() if app.commands is not None else None
         actions = ActionFigures(a.queue_depth, a.dropped, tuple(a.failures), a.files_removed, commands)
     problems = tuple(app.problems())
     return Figures(

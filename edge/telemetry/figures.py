@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge.alerts.command import CommandFigures
+
 # Upper bounds (seconds) of the inference latency histogram; the worker counts into them and
 # ``ModelFigures.latency_counts`` holds one count per bound plus one for +Inf.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -90,19 +92,7 @@ class ActionFigures:
     dropped: int  # events dropped because the action queue was full
     failures: tuple[tuple[str, int], ...]  # (action name, failures)
     files_removed: int  # retention: event log rotation, old snapshots
-    commands: CommandCounts | None = None  # rule commands, when any rule has one
-
-
-@dataclass(frozen=True)
-class CommandCounts:
-    started: int
-    succeeded: int
-    failed: int
-    timed_out: int
-    dropped: int
-    running: int
-    queued: int
-    exit_codes: tuple[tuple[int, int], ...]  # (exit code, times)
+    commands: CommandFigures | None = None  # rule commands, when any rule has one
 
 
 @dataclass(frozen=True)
