@@ -128,10 +128,6 @@ class RuleEngine:
         self._track_zones = old._track_zones
         return events
 
-    def unmasked(self, camera: str, dets: Detections, frame_wh: tuple[int, int]) -> Detections:
-        """Detections whose centre lies in none of the camera's masks."""
-        return dets[self._visible(camera, dets, frame_wh)]
-
     def _visible(self, camera: str, dets: Detections, frame_wh: tuple[int, int]) -> npt.NDArray[np.bool_]:
         visible = np.ones(len(dets), dtype=bool)
         masks = self._masks.get(camera, [])
@@ -202,10 +198,6 @@ class RuleEngine:
         """The states that changed since the last call (oldest first)."""
         out, self._statuses = self._statuses, []
         return out
-
-    def current(self) -> list[RuleStatus]:
-        """The last state of every (rule, camera) pair that has seen a frame."""
-        return [p.status for p in self._pairs.values() if p.status is not None]
 
     def _pair(self, rule: CompiledRule, camera: str) -> _Pair:
         pair = self._pairs.get((rule.name, camera))
