@@ -79,9 +79,11 @@ class LoadedModel:
         self.runner.close()
 
 
-def runner_options(model: ModelConfig, pipeline: bool = True) -> RunnerOptions:
+def runner_options(model: ModelConfig, pipeline: bool = True, state_dir: Path | None = None) -> RunnerOptions:
     """Runner settings from a config's ``models.<name>`` section. In the pipeline OpenVINO is
-    compiled for throughput (several frames in flight) unless the config says otherwise."""
+    compiled for throughput (several frames in flight) unless the config says otherwise.
+    ``state_dir`` (the config's) holds TensorRT's engine cache in ``<state_dir>/tensorrt``;
+    without it TensorRT uses ``$XDG_CACHE_HOME/edge/tensorrt``."""
     hint = model.performance_hint or ("throughput" if pipeline else None)
     return RunnerOptions(
         device=model.device,
@@ -89,6 +91,9 @@ def runner_options(model: ModelConfig, pipeline: bool = True) -> RunnerOptions:
         threads=model.threads,
         providers=tuple(model.providers) if model.providers else None,
         performance_hint=hint,
+        cache_dir=state_dir / "tensorrt" if state_dir is not None else None,
+        dla_core=model.dla_core,
+        max_batch=model.max_batch,
     )
 
 

@@ -260,7 +260,10 @@ class ModelConfig(Strict):
     runner: Literal["auto", "onnxruntime", "openvino", "litert", "tensorrt"] = "auto"
     device: str = Field("CPU", description="OpenVINO device: CPU, GPU, NPU or AUTO.")
     precision: Literal["f32", "f16", "bf16"] | None = Field(
-        None, description="OpenVINO INFERENCE_PRECISION_HINT; unset leaves OpenVINO's default."
+        None,
+        description="OpenVINO INFERENCE_PRECISION_HINT; unset leaves OpenVINO's default. "
+        "TensorRT 10: f16 when unset (and int8 when the ONNX has Q/DQ nodes); "
+        "TensorRT 11 follows the ONNX's types.",
     )
     threads: int | None = Field(None, ge=1, le=256)
     providers: list[str] | None = Field(
@@ -272,6 +275,20 @@ class ModelConfig(Strict):
     )
     async_jobs: int | None = Field(
         None, ge=1, le=16, description="OpenVINO requests in flight; unset: OpenVINO's advice, 2 to 4."
+    )
+    dla_core: int | None = Field(
+        None,
+        ge=0,
+        le=7,
+        description="TensorRT on Jetson Orin/Xavier: run on this DLA core (0 or 1); layers the DLA "
+        "cannot run fall back to the GPU. Needs f16 (the default) or a Q/DQ int8 model.",
+    )
+    max_batch: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="TensorRT: the largest batch a dynamic-batch model's engine is built for (cameras "
+        "sharing the model); larger batches run in chunks.",
     )
     score_threshold: float | None = Field(None, ge=0.0, le=1.0)
     iou_threshold: float | None = Field(None, ge=0.0, le=1.0)

@@ -31,6 +31,12 @@ class RunnerOptions:
     ``threads``: intra-op threads (ORT), XNNPACK threads (LiteRT), inference threads (OpenVINO).
     ``providers``: ONNX Runtime execution providers in order, None picks what is installed.
     ``performance_hint``: OpenVINO ``PERFORMANCE_HINT`` (LATENCY or THROUGHPUT).
+    TensorRT reads ``precision`` too (f16 when None, f32, bf16) and these:
+    ``cache_dir``: where engines built from ONNX and the timing cache are kept (the daemon
+    passes ``<state_dir>/tensorrt``); None: ``$XDG_CACHE_HOME/edge/tensorrt``.
+    ``dla_core``: run on this DLA core (Jetson Orin/Xavier), GPU fallback for the rest.
+    ``max_batch``: the largest batch a dynamic-batch engine is built for; larger batches run in chunks.
+    ``input_hw``: height and width frames will have; pins a dynamic image size in the engine.
     """
 
     device: str = "CPU"
@@ -39,6 +45,10 @@ class RunnerOptions:
     providers: tuple[str, ...] | None = None
     performance_hint: str | None = None
     warmup: bool = True
+    cache_dir: Path | None = None
+    dla_core: int | None = None
+    max_batch: int = 4
+    input_hw: tuple[int, int] | None = None
 
 
 @runtime_checkable
@@ -85,7 +95,7 @@ BACKENDS: dict[str, BackendInfo] = {
         (".tflite",),
         ("ai_edge_litert", "tflite_runtime", "tensorflow"),
     ),
-    # Jetson: built by a later issue; the slot keeps selection and error messages honest.
+    # Jetson: builds an engine from ONNX once (cached) or loads a prebuilt .engine; unverified on hardware.
     "tensorrt": BackendInfo(
         "tensorrt", "edge.runners.tensorrt", "tensorrt", (".engine", ".onnx"), ("tensorrt",)
     ),
