@@ -347,6 +347,7 @@ def test_prebuilt_engine_files(
         ("qdq", {"dla_core": 0, "precision": "f32"}, "10.3.0", ["GPU_FALLBACK", "INT8"], "DLA"),
         ("yolo", {}, "11.0.0", [], "GPU"),  # strongly typed: no precision flags exist
         ("qdq", {"precision": "f16"}, "11.0.0", [], "GPU"),
+        ("qdq", {"dla_core": 0}, "11.0.0", ["GPU_FALLBACK"], "DLA"),
         ("yolo", {}, "8.6.1", ["FP16"], "GPU"),  # needs the EXPLICIT_BATCH network flag
     ],
 )
@@ -485,3 +486,36 @@ def test_jetson_check_script_reports_with_the_fake(fake: Fake, models_dir: Path,
     assert "NOT a Jetson" in out and str(FAKE_DIR) in out
     assert out.count("| PASS |") == 2 and PPOCR.split("/")[1] in out and "extra.onnx" in out
     assert out.count("| from the cache (") == 2 and "a FAKE test double" in out
+
+
+@pytest.mark.parametrize(
+    ("section", "state_dir", "expected"),
+    [
+        ({}, None, {"cache_dir": None, "dla_core": None, "max_batch": 4}),
+        ({"dla_core": 1, "max_batch": 2}, Path("/var/lib/edge"),
+         {"cache_dir": Path("/var/lib/edge/tensorrt"), "dla_core": 1, "max_batch": 2}),
+        ({"dla_core": -1}, None, ValueError),
+        ({"max_batch": 0}, None, ValueError),
+    ],
+)  # fmt: skip
+def test_runner_options_from_the_config(
+    section: dict[str, Any], state_dir: Path | None, expected: Any
+) -> None:
+    """``models.<name>.dla_core`` / ``max_batch`` and the daemon's state_dir reach RunnerOptions."""
+    from edge.config.schema import ModelConfig
+    from edge.inference import runner_options
+
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            ModelConfig(path="m", **section)
+        return
+    got = runner_options(ModelConfig(path="m", **section), state_dir=state_dir)
+    assert {k: getattr(got, k) for k in expected} == expected
+
+
+def test_default_cache_dir_follows_xdg(fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    runner = load_runner("tensorrt", static_relu(tmp_path / "relu.onnx"), RunnerOptions())
+    assert runner.engine_file.parent == tmp_path / "xdg" / "edge" / "tensorrt"  # type: ignore[attr-defined]
+    assert sorted(p.suffix for p in runner.engine_file.parent.iterdir()) == [".cache", ".engine", ".json"]  # type: ignore[attr-defined]
+    runner.close()

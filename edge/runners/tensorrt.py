@@ -276,7 +276,7 @@ def engine_for_onnx(
             raise ModelError(
                 f"{path}: dla_core {options.dla_core} asked for, but this device has {cores} DLA core(s)"
             )
-        if not flags:
+        if not flags and hasattr(trt.BuilderFlag, "FP16"):  # TensorRT 11: the ONNX's types decide
             raise ModelError(
                 f"{path}: a DLA runs f16 or int8 only; set precision f16 (the default) for dla_core"
             )

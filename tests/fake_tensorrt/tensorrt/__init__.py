@@ -465,7 +465,8 @@ class Builder:
                         return None
         names = {f.name for f in config.flags}
         if config.default_device_type == DeviceType.DLA:
-            if not names & {"FP16", "INT8"}:
+            # TensorRT 11 has no precision flags: the network's own types would decide (not modelled).
+            if hasattr(BuilderFlag, "FP16") and not names & {"FP16", "INT8"}:
                 _err(self.logger, "DLA requires FP16 or INT8 precision")
                 return None
             if not 0 <= config.DLA_core < STATE.dla_cores:
