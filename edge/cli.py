@@ -359,6 +359,66 @@ def _add_models(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     ls.set_defaults(handler=listing)
 
 
+QUANTIZE_EPILOG = """\
+SRC is a folder of images or a video (frames sampled evenly). Calibration frames are
+preprocessed exactly as `edge run` feeds the model. The gate runs the float and the int8 model
+on the --eval frames through the model's own decoder and matches detections by class at
+IoU >= 0.5; agreement is their F1 (for keypoint models, the lower of F1 and the share of
+keypoints within 5% of the box diagonal). Below --bar nothing is written and the exit code is
+3, unless --force. The package (default: <model>-int8 beside the model) holds the float
+file(s), the int8 twin of each target and the gate's report; `runner: auto` then runs the twin.
+int8 .tflite files come from the exporter (e.g. Ultralytics int8=True): gate them with --check.
+"""
+
+
+def _add_quantize(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "quantize", parents=[common], help="make an INT8 twin of a model, kept only if it agrees with float",
+        epilog=QUANTIZE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("model", help="model package name, package folder or export file")
+    p.add_argument("--calib", type=Path, metavar="SRC", help="calibration frames: image folder or video")
+    p.add_argument("--eval", type=Path, required=True, metavar="SRC", help="evaluation frames for the gate")
+    p.add_argument(
+        "--to", choices=["openvino-int8", "onnx-int8"], default="openvino-int8",
+        help="openvino-int8: NNCF (IR, ONNX, TFLite in); onnx-int8: ONNX Runtime QDQ; default: openvino-int8",
+    )  # fmt: skip
+    p.add_argument(
+        "--bar", type=fraction, default=0.95, help="least agreement to keep the result (default: 0.95)"
+    )
+    p.add_argument("--force", action="store_true", help="write the package even below --bar")
+    p.add_argument("--out", type=Path, metavar="DIR", help="package folder to write or add to")
+    p.add_argument(
+        "--calib-frames",
+        type=positive_int,
+        default=100,
+        metavar="N",
+        help="calibration frames (default: 100)",
+    )
+    p.add_argument(
+        "--eval-frames", type=positive_int, default=50, metavar="N", help="evaluation frames (default: 50)"
+    )
+    p.add_argument(
+        "--threads", type=positive_int, help="inference threads for both models (default: the runner's)"
+    )
+    p.add_argument(
+        "--check", type=Path, metavar="FILE",
+        help="gate an int8 file made elsewhere (.onnx, .xml, .tflite) instead of quantising",
+    )  # fmt: skip
+    p.add_argument(
+        "--quantize-head", action="store_true",
+        help="quantise the detection head too (for experiments: it usually fails the gate)",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the report as one JSON document")
+
+    def handler(args: argparse.Namespace) -> int:
+        from edge.commands.quantize import cmd_quantize
+
+        return cmd_quantize(args)
+
+    p.set_defaults(handler=handler)
+
+
 SUBCOMMANDS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     _add_probe,
     _add_infer,
@@ -369,6 +429,7 @@ SUBCOMMANDS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     _add_outbox,
     _add_schema,
     _add_models,
+    _add_quantize,
 ]
 """In ``edge --help`` order; a new subcommand is one more ``_add_<name>`` here."""
 

@@ -29,3 +29,14 @@ class BackendUnavailable(EdgeError):
 
 class FetchError(EdgeError):
     """Downloading or verifying pinned model files failed."""
+
+
+class QuantizeError(EdgeError):
+    """``edge quantize`` cannot go on: bad calibration/evaluation data, a model it cannot
+    quantise, or a missing extra."""
+
+
+class GateFailed(EdgeError):
+    """The quantised model disagrees with the float one more than ``--bar`` allows."""
+
+    exit_code = 3

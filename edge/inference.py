@@ -121,8 +121,12 @@ def load_model(
     overrides: Mapping[str, Any] | None = None,
     hardware: HardwareInfo | None = None,
     search_dirs: list[Path] | None = None,
+    int8: bool | None = None,
 ) -> LoadedModel:
     """Resolve, verify, select, load and warm a model, and check that its outputs fit its decoder.
+
+    ``int8``: None lets the selection decide between a format's float file and its int8 twin,
+    True or False asks for one (see ``select_runner``).
 
     Every failure is an ``EdgeError`` (``ModelError`` for the model's files) with a one-line
     message naming the file and what was expected, never a library's traceback.
@@ -130,14 +134,16 @@ def load_model(
     started = time.perf_counter()
     try:
         package = ref if isinstance(ref, ModelPackage) else resolve_model(ref, search_dirs)
-        selection = select_runner(package, hardware or probe_hardware(), runner)
-        path = package.verified_file(selection.format)
+        selection = select_runner(package, hardware or probe_hardware(), runner, int8)
+        path = package.verified_file(selection.format, selection.int8)
     except EdgeError:
         raise
     except Exception as exc:  # a safety net: the checks above should have said what is wrong
         where = ref.origin if isinstance(ref, ModelPackage) else ref
         raise ModelError(f"{where}: cannot load the model ({type(exc).__name__}: {one_line(exc)})") from exc
     opts = options or RunnerOptions()
+    if opts.input_hw is None and package.input.size:  # pins dynamic-size engines (TensorRT) to the manifest
+        opts = replace(opts, input_hw=(package.input.size[1], package.input.size[0]))
     loaded = load_runner(selection.backend, path, replace(opts, warmup=False))
     try:
         return _finish_loading(package, selection, path, loaded, opts, overrides, started)
@@ -189,6 +195,6 @@ def _finish_loading(
         input_format=fmt,
         decoder=decoder,
         params=params,
-        sha256=package.sha256.get(selection.format) or file_sha256(path),
+        sha256=package.pinned_sha256(selection.format, selection.int8) or file_sha256(path),
         load_seconds=time.perf_counter() - started,
     )

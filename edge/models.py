@@ -59,12 +59,17 @@ class InputEntry(Strict):
 
 
 class Manifest(Strict):
+    """``model.yaml``. ``int8`` holds quantised twins of ``files`` (written by ``edge quantize``),
+    ``quantization`` the accuracy gate's report for each of them, by format."""
+
     name: str
     task: Task
     decoder: DecoderName
     labels: list[str] = Field(min_length=1)
     input: InputEntry = Field(default_factory=InputEntry)
     files: dict[Format, FileEntry] = Field(min_length=1)
+    int8: dict[Format, FileEntry] = Field(default_factory=dict)
+    quantization: dict[Format, dict[str, Any]] = Field(default_factory=dict)
     options: dict[str, float | int | str | bool | list[int]] = Field(default_factory=dict)
     license: str | None = None
     source: str | None = None
@@ -85,9 +90,16 @@ class ModelPackage:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     origin: Path = Path()
     license: str | None = None
+    int8_files: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    int8_sha256: Mapping[str, str | None] = field(default_factory=lambda: MappingProxyType({}))
+    quantization: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
     def formats(self) -> list[str]:
-        return list(self.files)
+        """Formats with a float file or an int8 twin, float ones first."""
+        return list(dict.fromkeys([*self.files, *self.int8_files]))
+
+    def pinned_sha256(self, fmt: str, int8: bool = False) -> str | None:
+        return (self.int8_sha256 if int8 else self.sha256).get(fmt)
 
     def input_format(self, width: int, height: int) -> InputFormat:
         size = self.input.size or (width, height)
@@ -100,23 +112,28 @@ class ModelPackage:
             pad_value=self.input.pad_value,
         )
 
-    def verified_file(self, fmt: str) -> Path:
-        """The file for ``fmt``, checked to exist and to match its pinned sha256."""
-        if fmt not in self.files:
+    def verified_file(self, fmt: str, int8: bool = False) -> Path:
+        """The file for ``fmt`` (its int8 twin with ``int8``), checked to exist and to match
+        its pinned sha256."""
+        files = self.int8_files if int8 else self.files
+        section = "int8" if int8 else "files"
+        if fmt not in files:
             raise ModelError(
-                f"{self.origin}: model {self.name!r} has no {fmt} file (it has: {', '.join(self.files)})"
+                f"{self.origin}: model {self.name!r} has no {section}.{fmt} file "
+                f"(it has: {', '.join(files) or 'none'})"
             )
-        path = self.files[fmt]
+        path = files[fmt]
         if not path.exists():
             raise ModelError(
-                f"{self.origin}: files.{fmt}: {path} is missing; run `edge models fetch` "
+                f"{self.origin}: {section}.{fmt}: {path} is missing; run `edge models fetch` "
                 "or put the file there"
             )
         if not path.is_file():
+            what = "int8 " if int8 else ""
             raise ModelError(
-                f"{path}: is not a regular file; expected the model's {fmt} file (from {self.origin})"
+                f"{path}: is not a regular file; expected the model's {what}{fmt} file (from {self.origin})"
             )
-        expected = self.sha256.get(fmt)
+        expected = self.pinned_sha256(fmt, int8)
         if expected:
             actual = file_sha256(path)
             if actual != expected:
@@ -179,6 +196,9 @@ def read_manifest(path: Path) -> ModelPackage:
         options=MappingProxyType(dict(manifest.options)),
         origin=path,
         license=manifest.license,
+        int8_files=MappingProxyType({f: base / e.path for f, e in manifest.int8.items()}),
+        int8_sha256=MappingProxyType({f: e.sha256 for f, e in manifest.int8.items()}),
+        quantization=MappingProxyType({f: MappingProxyType(r) for f, r in manifest.quantization.items()}),
     )
 
 

@@ -43,7 +43,8 @@ def package(tmp_path: Path, formats: list[str]) -> ModelPackage:
         (replace(X86_INTEL, backends={**ALL, "openvino": None}), ["onnx"], "auto", ("onnxruntime", "onnx")),
         (PI, ["onnx", "tflite"], "auto", ("litert", "tflite")),
         (PI, ["onnx"], "auto", ("onnxruntime", "onnx")),
-        (JETSON, ["onnx"], "auto", ("onnxruntime", "onnx")),  # TensorRT runner comes in a later issue
+        (JETSON, ["onnx"], "auto", ("tensorrt", "onnx")),
+        (replace(JETSON, backends={**ALL, "tensorrt": None}), ["onnx"], "auto", ("onnxruntime", "onnx")),
         (X86_AMD, ["onnx", "tflite"], "openvino", ("openvino", "onnx")),
         (X86_AMD, ["tflite"], "onnxruntime", BackendUnavailable),
         (replace(X86_AMD, backends={k: None for k in ALL}), ["onnx"], "auto", BackendUnavailable),
@@ -63,7 +64,8 @@ def test_selection_table(hw: HardwareInfo, formats: list[str], requested: str, e
 def test_jetson_reason_mentions_tensorrt(tmp_path: Path) -> None:
     sel = select_runner(package(tmp_path, ["onnx"]), JETSON)
     assert any("Jetson" in r for r in sel.reasons)
-    assert any("tensorrt: installed, but this version of edge has no runner" in r for r in sel.reasons)
+    assert any("unverified on hardware" in r for r in sel.reasons)
+    assert sel.backend == "tensorrt" and sel.reasons[-1] == "chose tensorrt with the onnx file m.onnx"
 
 
 @pytest.mark.parametrize(

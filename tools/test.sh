@@ -22,8 +22,8 @@ fi
 
 ensure_venv .venv
 use_venv .venv
-echo "== pip install -e .[all,dev] (into .venv)"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all,dev]'
+echo "== pip install -e .[all,dev,quantize] (into .venv)"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all,dev,quantize]'
 
 export EDGE_CACHE_DIR=${EDGE_CACHE_DIR:-$PWD/.cache/wheels}
 echo "== edge models fetch"

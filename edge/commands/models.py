@@ -35,9 +35,10 @@ def cmd_models_list(as_json: bool) -> int:
                 continue
             seen.add(package.name)
             status = "ok"
-            for fmt in package.formats():
+            variants = [(f, False) for f in package.files] + [(f, True) for f in package.int8_files]
+            for fmt, int8 in variants:
                 try:
-                    package.verified_file(fmt)
+                    package.verified_file(fmt, int8)
                 except ModelError as exc:
                     status = f"{fmt}: {exc}"
                     break
@@ -47,6 +48,7 @@ def cmd_models_list(as_json: bool) -> int:
                     "task": package.task,
                     "decoder": package.decoder,
                     "formats": package.formats(),
+                    "int8": list(package.int8_files),
                     "labels": len(package.labels),
                     "origin": str(manifest),
                     "status": status,
@@ -56,6 +58,8 @@ def cmd_models_list(as_json: bool) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            fmts = ",".join(r.get("formats", []))
+            fmts = ",".join(
+                f + ("+int8" if f in r.get("int8", []) else "") for f in r.get("formats", [])
+            )
             print(f"{r['name']:<14} {r.get('task', ''):<9} {fmts:<14} {r['status']}")
     return 0

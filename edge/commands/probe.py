@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from edge.models import resolve_model
-from edge.runners.select import probe_hardware, select_runner
+from edge.runners.select import TENSORRT_UNVERIFIED, probe_hardware, select_runner
 
 
 def probe_report(model: str | None = None, runner: str = "auto") -> dict[str, Any]:
@@ -22,6 +22,9 @@ def probe_report(model: str | None = None, runner: str = "auto") -> dict[str, An
             "formats": package.formats(),
             "runner": sel.backend,
             "file": str(sel.path),
+            "int8": sel.int8,
+            "int8_files": {f: str(p) for f, p in package.int8_files.items()},
+            "quantization": {f: dict(r) for f, r in package.quantization.items()},
             "reasons": list(sel.reasons),
         }
     return report
@@ -38,14 +41,20 @@ def format_report(report: dict[str, Any]) -> str:
         "backends:",
     ]
     for name, version in hw["backends"].items():
-        lines.append(f"  {name:<12} {version or 'not installed'}")
+        note = f" ({TENSORRT_UNVERIFIED})" if name == "tensorrt" and version else ""
+        lines.append(f"  {name:<12} {version or 'not installed'}{note}")
     devices = ", ".join(f"{k} ({v})" for k, v in hw["openvino_devices"].items())
     lines.append(f"openvino devices: {devices or 'none'}")
     lines.append(f"onnxruntime providers: {', '.join(hw['ort_providers']) or 'none'}")
     if "model" in report:
         m = report["model"]
         lines.append(f"model {m['name']} ({m['origin']}), formats: {', '.join(m['formats'])}")
-        lines.append(f"  runner: {m['runner']}  file: {m['file']}")
+        lines.append(f"  runner: {m['runner']}  file: {m['file']}{'  (int8)' if m['int8'] else ''}")
+        for fmt, r in m["quantization"].items():
+            lines.append(
+                f"  int8 {fmt}: agreement {r.get('agreement')} (bar {r.get('bar')}), "
+                f"{r.get('speedup')}x float's speed on {r.get('runner')} / {r.get('cpu')}"
+            )
         lines.extend(f"  - {r}" for r in m["reasons"])
     return "\n".join(lines)
 

@@ -256,9 +256,10 @@ def _one_model(
             yield where, line
         return None
     files_ok = True
-    for fmt in package.formats():
+    variants = [(f, False) for f in package.files] + [(f, True) for f in package.int8_files]
+    for fmt, int8 in variants:
         try:
-            path = package.verified_file(fmt)
+            path = package.verified_file(fmt, int8)
             problem = model_file_problem(fmt, path)
         except (ModelError, OSError) as exc:
             problem = str(exc)

@@ -266,6 +266,11 @@ class ModelConfig(Strict):
         "TensorRT 11 follows the ONNX's types.",
     )
     threads: int | None = Field(None, ge=1, le=256)
+    int8: bool | None = Field(
+        None,
+        description="Run the int8 twin made by `edge quantize` (true) or the float file (false); "
+        "unset: the twin, unless its gate report measured it slower than float on this CPU.",
+    )
     providers: list[str] | None = Field(
         None, description="ONNX Runtime execution providers in order; unset: CUDA, OpenVINO, CPU."
     )

@@ -184,8 +184,9 @@ class Application:
         if self.hardware is None:  # probed once, not per model
             self.hardware = probe_hardware()
         model = load_model(
-            mc.path, mc.runner, options=runner_options(mc), overrides=decode_overrides(mc),
-            hardware=self.hardware, search_dirs=default_search_dirs([cfg.models_dir]),
+            mc.path, mc.runner, options=runner_options(mc, state_dir=cfg.state_dir),
+            overrides=decode_overrides(mc), hardware=self.hardware,
+            search_dirs=default_search_dirs([cfg.models_dir]), int8=mc.int8,
         )  # fmt: skip
         log.info(
             "model %s: %s on %s (%s), loaded and warmed in %.0f ms",

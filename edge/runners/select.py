@@ -3,7 +3,9 @@
 Order: Jetson -> TensorRT; Intel CPU/GPU/NPU with OpenVINO installed -> OpenVINO; Arm ->
 LiteRT when the package has a .tflite, else ONNX Runtime; otherwise ONNX Runtime. When the
 preferred backend cannot read any file the package has, the backend native to an available
-file is used. Every step is recorded as a reason so ``edge probe`` can say why.
+file is used. A format with an int8 twin (``edge quantize``) runs the twin unless the gate's
+report measured it slower than float on this very CPU, or the caller asks for float. Every step
+is recorded as a reason so ``edge probe`` can say why.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ NATIVE: dict[str, str] = {
     "openvino": "openvino",
     "engine": "tensorrt",
 }
+TENSORRT_UNVERIFIED = "unverified on hardware: run tools/jetson_check.sh and share its report"
 CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "asimd", "neon")
 
 
@@ -61,6 +64,7 @@ class Selection:
     format: str
     path: Path
     reasons: tuple[str, ...]
+    int8: bool = False
 
 
 def _read(path: Path) -> str:
@@ -151,12 +155,59 @@ def usable(backend: str, hw: HardwareInfo) -> bool:
 
 
 def _pick_format(package: ModelPackage, backend: str) -> str | None:
-    return next((f for f in READS[backend] if f in package.files), None)
+    return next((f for f in READS[backend] if f in package.files or f in package.int8_files), None)
 
 
-def select_runner(package: ModelPackage, hw: HardwareInfo, requested: str = "auto") -> Selection:
-    """Choose backend and file for ``package`` on this hardware; raises when nothing fits."""
-    have = ", ".join(package.files)
+def int8_verdict(package: ModelPackage, fmt: str, hw: HardwareInfo) -> tuple[bool, str]:
+    """Whether the int8 twin of ``fmt`` should run here, and why. The gate's report says how
+    much faster it was on the CPU it was measured on; only a measurement on this CPU model can
+    veto it."""
+    report = package.quantization.get(fmt, {})
+    name = package.int8_files[fmt].name
+    agreement = report.get("agreement")
+    agreed = (
+        f"agreement {agreement:.3f} with float" if isinstance(agreement, int | float) else "no gate report"
+    )
+    speedup = report.get("speedup")
+    cpu = report.get("cpu")
+    if isinstance(speedup, int | float) and cpu == hw.cpu_model:
+        if speedup < 1.0:
+            return False, (
+                f"int8 {name} measured {speedup:.2f}x float's speed on this CPU ({cpu}): float kept"
+            )
+        return True, f"int8 {name} ({agreed}; {speedup:.2f}x float's speed on this CPU)"
+    where = f"measured on {cpu}" if cpu else "speed not measured"
+    return True, f"int8 {name} ({agreed}; {where})"
+
+
+def _resolve_variant(
+    package: ModelPackage, fmt: str, hw: HardwareInfo, int8: bool | None, reasons: list[str]
+) -> tuple[bool, Path]:
+    """The float file of ``fmt`` or its int8 twin (True), appending the reason."""
+    if fmt not in package.int8_files:
+        if int8:
+            reasons.append(f"no int8 twin of the {fmt} file: float")
+        return False, package.files[fmt]
+    twin = package.int8_files[fmt]
+    if fmt not in package.files:
+        reasons.append(f"the {fmt} file is int8 only: {twin.name}")
+        return True, twin
+    if int8 is not None:
+        reasons.append(f"{'int8' if int8 else 'float'} {fmt} file asked for")
+        return int8, twin if int8 else package.files[fmt]
+    use, why = int8_verdict(package, fmt, hw)
+    reasons.append(why)
+    return use, twin if use else package.files[fmt]
+
+
+def select_runner(
+    package: ModelPackage, hw: HardwareInfo, requested: str = "auto", int8: bool | None = None
+) -> Selection:
+    """Choose backend and file for ``package`` on this hardware; raises when nothing fits.
+
+    ``int8``: None lets the gate's report decide (see ``int8_verdict``), True asks for the int8
+    twin where there is one, False for the float file."""
+    have = ", ".join(package.formats())
     if requested != "auto":
         if requested not in READS:
             raise BackendUnavailable(
@@ -168,14 +219,16 @@ def select_runner(package: ModelPackage, hw: HardwareInfo, requested: str = "aut
                 f"runner {requested!r} reads {', '.join(READS[requested])} "
                 f"but model {package.name!r} has only {have}"
             )
-        return Selection(
-            requested, fmt, package.files[fmt], (f"runner {requested!r} requested in the config",)
-        )
+        asked = [f"runner {requested!r} requested in the config"]
+        quantized, path = _resolve_variant(package, fmt, hw, int8, asked)
+        return Selection(requested, fmt, path, tuple(asked), quantized)
 
     reasons: list[str] = []
     preferred: list[str] = []
     if hw.is_jetson:
-        reasons.append(f"Jetson board ({hw.board}): TensorRT first")
+        reasons.append(
+            f"Jetson board ({hw.board}): TensorRT first ({TENSORRT_UNVERIFIED})"
+        )
         preferred.append("tensorrt")
     accel = [d for d in hw.openvino_devices if d.split(".")[0] in ("GPU", "NPU")]
     if hw.is_intel or accel:
@@ -186,7 +239,7 @@ def select_runner(package: ModelPackage, hw: HardwareInfo, requested: str = "aut
         reasons.append(f"Arm CPU ({hw.arch}): LiteRT for .tflite, else ONNX Runtime")
         preferred.append("litert")
     preferred.append("onnxruntime")
-    for fmt in package.files:
+    for fmt in package.formats():
         native = NATIVE[fmt]
         if native not in preferred:
             preferred.append(native)
@@ -206,8 +259,9 @@ def select_runner(package: ModelPackage, hw: HardwareInfo, requested: str = "aut
         if not _runner_built(backend):
             reasons.append(f"{backend}: installed, but this version of edge has no runner for it yet")
             continue
-        reasons.append(f"chose {backend} with the {fmt} file {package.files[fmt].name}")
-        return Selection(backend, fmt, package.files[fmt], tuple(reasons))
+        quantized, path = _resolve_variant(package, fmt, hw, int8, reasons)
+        reasons.append(f"chose {backend} with the {fmt} file {path.name}")
+        return Selection(backend, fmt, path, tuple(reasons), quantized)
     raise BackendUnavailable(
         f"no installed runner can read model {package.name!r} ({have}): " + "; ".join(reasons)
     )

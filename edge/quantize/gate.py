@@ -1,0 +1,113 @@
+"""The accuracy gate: does the quantised model see what the float model sees?
+
+Both models' detections go through the model's own decoder; per frame, detections are matched
+by class at IoU >= 0.5 (greedily, best IoU first). Agreement is the F1 of those matches over
+all frames. For keypoint models, the share of matched keypoints within ``kp_tolerance`` of the
+float keypoint (distance over the float box's diagonal) is the second figure; the gate takes the
+lower of the two. Text detection boxes are compared the same way, with their mean IoU reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.types import Detections
+
+IOU_MATCH = 0.5
+KEYPOINT_TOLERANCE = 0.05
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4), xyxy."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
+def match(ref: Detections, other: Detections, iou_min: float = IOU_MATCH) -> list[tuple[int, int, float]]:
+    """Pairs (i in ref, j in other, IoU) of the same class at IoU >= ``iou_min``, best first,
+    each detection used once."""
+    ious = iou_matrix(ref.xyxy, other.xyxy)
+    same = ref.class_id[:, None] == other.class_id[None, :]
+    ious = np.where(same, ious, 0.0)
+    pairs: list[tuple[int, int, float]] = []
+    used_i: set[int] = set()
+    used_j: set[int] = set()
+    for flat in np.argsort(-ious, axis=None, kind="stable"):
+        i, j = divmod(int(flat), ious.shape[1])
+        if ious[i, j] < iou_min:
+            break
+        if i in used_i or j in used_j:
+            continue
+        used_i.add(i)
+        used_j.add(j)
+        pairs.append((i, j, float(ious[i, j])))
+    return pairs
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely the quantised model's detections follow the float model's."""
+
+    frames: int
+    float_detections: int
+    int8_detections: int
+    matched: int
+    f1: float
+    mean_iou: float | None
+    keypoints: float | None
+    """Share of matched keypoints within tolerance; None for models without keypoints."""
+
+    @property
+    def score(self) -> float:
+        """What the gate compares with ``--bar``: the lower of F1 and the keypoint share."""
+        return self.f1 if self.keypoints is None else min(self.f1, self.keypoints)
+
+
+def agreement(
+    pairs: Iterable[tuple[Detections, Detections]], kp_tolerance: float = KEYPOINT_TOLERANCE
+) -> Agreement:
+    """Agreement over frames of (float detections, int8 detections)."""
+    frames = n_ref = n_other = matched = 0
+    ious: list[float] = []
+    kp_close = kp_total = 0
+    has_keypoints = False
+    for ref, other in pairs:
+        frames += 1
+        n_ref += len(ref)
+        n_other += len(other)
+        found = match(ref, other)
+        matched += len(found)
+        ious.extend(iou for _, _, iou in found)
+        if ref.keypoints is not None and other.keypoints is not None:
+            has_keypoints = True
+            for i, j, _ in found:
+                box = ref.xyxy[i]
+                diagonal = max(float(np.hypot(box[2] - box[0], box[3] - box[1])), 1e-6)
+                dist = np.linalg.norm(ref.keypoints[i] - other.keypoints[j], axis=1) / diagonal
+                kp_close += int((dist <= kp_tolerance).sum())
+                kp_total += len(dist)
+    total = n_ref + n_other
+    f1 = 2 * matched / total if total else 1.0
+    return Agreement(
+        frames=frames,
+        float_detections=n_ref,
+        int8_detections=n_other,
+        matched=matched,
+        f1=f1,
+        mean_iou=float(np.mean(ious)) if ious else None,
+        keypoints=(kp_close / kp_total if kp_total else 0.0 if matched == 0 else 1.0)
+        if has_keypoints
+        else None,
+    )
