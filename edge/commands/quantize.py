@@ -202,7 +202,7 @@ def _evaluate(
     for i, frame in enumerate(frames, 1):
         pairs.append((float_model.infer(frame), int8_model.infer(frame)))
         progress(i, len(frames))
-    agreed = agreement(pairs)
+    agreed = agreement(pairs, by_coverage=package.task == "ocr-det")
     if agreed.float_detections == 0:
         raise QuantizeError(
             f"--eval {args.eval}: the float model found nothing in {len(frames)} frame(s); the gate needs "
@@ -244,6 +244,8 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
         return
     kp = "" if report["keypoints"] is None else f", keypoints within tolerance {report['keypoints']:.3f}"
     iou = "" if report["mean_iou"] is None else f", mean IoU {report['mean_iou']:.3f}"
+    if report["coverage"] is not None:
+        iou += f"; boxes half-covered by the other model's: {report['coverage']:.3f} (the gate's figure)"
     verdict = "PASS" if report["passed"] else ("FAIL (forced)" if report["forced"] else "FAIL")
     lines = [
         f"agreement  {report['agreement']:.3f} (bar {report['bar']}) {verdict}",

@@ -4,7 +4,10 @@ Both models' detections go through the model's own decoder; per frame, detection
 by class at IoU >= 0.5 (greedily, best IoU first). Agreement is the F1 of those matches over
 all frames. For keypoint models, the share of matched keypoints within ``kp_tolerance`` of the
 float keypoint (distance over the float box's diagonal) is the second figure; the gate takes the
-lower of the two. Text detection boxes are compared the same way, with their mean IoU reported.
+lower of the two. Text detection is judged by coverage instead, since one model may see a line
+where the other sees its two words (the same text found, yet F1 would count three misses): a
+box agrees when at least half its area is covered by the other model's boxes, and agreement is
+the F1 of those shares both ways.
 """
 
 from __future__ import annotations
@@ -68,19 +71,46 @@ class Agreement:
     mean_iou: float | None
     keypoints: float | None
     """Share of matched keypoints within tolerance; None for models without keypoints."""
+    coverage: float | None = None
+    """Text detection: F1 of the boxes at least half covered by the other model's; else None."""
 
     @property
     def score(self) -> float:
-        """What the gate compares with ``--bar``: the lower of F1 and the keypoint share."""
+        """What the gate compares with ``--bar``: the coverage F1 for text detection, else the
+        lower of F1 and the keypoint share."""
+        if self.coverage is not None:
+            return self.coverage
         return self.f1 if self.keypoints is None else min(self.f1, self.keypoints)
 
 
+def covered(boxes: np.ndarray, by: np.ndarray, share: float = 0.5) -> int:
+    """How many of ``boxes`` (xyxy) have at least ``share`` of their area under ``by``'s boxes."""
+    if len(boxes) == 0 or len(by) == 0:
+        return 0
+    every = np.concatenate([boxes, by]).reshape(-1, 4)
+    width = int(np.ceil(max(float(every[:, 2].max()), 1.0))) + 1
+    height = int(np.ceil(max(float(every[:, 3].max()), 1.0))) + 1
+    mask = np.zeros((height, width), bool)
+    for x1, y1, x2, y2 in np.clip(np.rint(by), 0, None).astype(int):
+        mask[y1:y2, x1:x2] = True
+    count = 0
+    for x1, y1, x2, y2 in np.clip(np.rint(boxes), 0, None).astype(int):
+        area = max(x2 - x1, 0) * max(y2 - y1, 0)
+        if area and mask[y1:y2, x1:x2].sum() >= share * area:
+            count += 1
+    return count
+
+
 def agreement(
-    pairs: Iterable[tuple[Detections, Detections]], kp_tolerance: float = KEYPOINT_TOLERANCE
+    pairs: Iterable[tuple[Detections, Detections]],
+    kp_tolerance: float = KEYPOINT_TOLERANCE,
+    by_coverage: bool = False,
 ) -> Agreement:
-    """Agreement over frames of (float detections, int8 detections)."""
+    """Agreement over frames of (float detections, int8 detections); ``by_coverage`` for text
+    detection."""
     frames = n_ref = n_other = matched = 0
     ious: list[float] = []
+    agreed_boxes = 0
     kp_close = kp_total = 0
     has_keypoints = False
     for ref, other in pairs:
@@ -89,6 +119,8 @@ def agreement(
         n_other += len(other)
         found = match(ref, other)
         matched += len(found)
+        if by_coverage:
+            agreed_boxes += covered(ref.xyxy, other.xyxy) + covered(other.xyxy, ref.xyxy)
         ious.extend(iou for _, _, iou in found)
         if ref.keypoints is not None and other.keypoints is not None:
             has_keypoints = True
@@ -110,4 +142,5 @@ def agreement(
         keypoints=(kp_close / kp_total if kp_total else 0.0 if matched == 0 else 1.0)
         if has_keypoints
         else None,
+        coverage=(agreed_boxes / total if total else 1.0) if by_coverage else None,
     )
