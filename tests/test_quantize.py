@@ -13,6 +13,7 @@ closing figures at the default bar come from the same command on the CLI.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -37,27 +38,13 @@ from edge.quantize.sources import evenly, sample_frames
 from edge.runners.select import HardwareInfo, select_runner
 from edge.types import Detections
 
-WORDS = ["GATE 7 OPEN", "EXIT", "LOT 42", "edge runtime", "NO ENTRY", "DOCK B", "PALLET 0193", "KEEP CLEAR"]
-
 
 def signs(folder: Path, seed: int, count: int) -> Path:
-    """Real photographs (scikit-image) with signs of printed text on them."""
-    import skimage.data as data
+    """Real photographs (scikit-image) with printed signs on them (tools/make_signs.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from make_signs import make_signs
 
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    photos = [data.rocket(), data.coffee(), data.chelsea(), data.astronaut(), data.hubble_deep_field()]
-    for i in range(count):
-        image = cv2.resize(cv2.cvtColor(photos[i % len(photos)], cv2.COLOR_RGB2BGR), (640, 480))
-        for _ in range(int(rng.integers(1, 4))):
-            text = WORDS[int(rng.integers(len(WORDS)))]
-            x, y, scale = int(rng.integers(10, 300)), int(rng.integers(60, 440)), float(rng.uniform(0.8, 2.0))
-            ink = (255, 255, 255) if rng.random() < 0.5 else (0, 0, 0)
-            card = tuple(255 - c for c in ink)
-            cv2.rectangle(image, (x - 10, y - int(40 * scale)), (x + int(len(text) * 22 * scale), y + int(12 * scale)), card, -1)
-            cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, max(1, int(2 * scale)))
-        cv2.imwrite(str(folder / f"sign_{i:03d}.jpg"), image)
-    return folder
+    return make_signs(folder, seed, count)
 
 
 def dets(boxes: list[list[float]], classes: list[int] | None = None, keypoints: list | None = None) -> Detections:

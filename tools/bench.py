@@ -20,6 +20,12 @@ gating off and on (``tools/motion_cost.py``).
 ``alerts``: alerts per second to a local broker, with and without the outbox. Nothing is
 written into the working folder (the outbox databases go to a temporary folder by default).
 
+``quantize``: ``edge quantize`` on BlazePose (OpenVINO) and the PP-OCR detector (ONNX Runtime
+and OpenVINO): the gate's agreement, INT8/float speed of the bare runner, sizes
+(``tools/quantize_bench.py``).
+
+    python tools/bench.py quantize
+
 ``tracker``: cost per frame of ``ByteTracker.update`` and of the rule engine (one rule of each
 kind: presence, line, dwell, count, absence) with 1, 10 and 50 objects in view (the synthetic
 scenes of ``tests/synthetic_scenes.py`` at 10 fps: noisy boxes, misses, false positives, all
@@ -245,7 +251,7 @@ def bench_tracker(objects: list[int], frames: int) -> list[dict[str, object]]:
     return rows
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -280,7 +286,20 @@ def main() -> int:
         help="objects in view (repeatable; default: 1, 10, 50)",
     )
     p.add_argument("-n", type=positive_int, default=600, help="frames per scene, at 10 fps (default: 600)")
-    args = parser.parse_args()
+    p = sub.add_parser("quantize", help="edge quantize on the shipped models: agreement, speed, size")
+    p.add_argument("--clip", type=Path, default=Path("demo/demo.mp4"), help="BlazePose's frames (the demo)")
+    p.add_argument("--calib-frames", type=positive_int, default=100, help="calibration frames (default: 100)")
+    p.add_argument("--eval-frames", type=positive_int, default=60, help="evaluation frames (default: 60)")
+    return parser
+
+
+def main() -> int:
+    args = _parser().parse_args()
+    if args.command == "quantize":
+        from quantize_bench import bench_quantize, format_quantize
+
+        print(format_quantize(bench_quantize(args.clip.resolve(), args.calib_frames, args.eval_frames)))
+        return 0
     if args.command == "tracker":
         rows = bench_tracker(args.objects or [1, 10, 50], args.n)
         print(
