@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,9 +74,10 @@ def reference(ref: Path, image_file: Path | None) -> int:
     else:
         import skimage.data
 
-        image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+        image = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)  # type: ignore[no-untyped-call]
     out = _run(image, None)
-    np.savez(ref, image=image, **out)
+    arrays: dict[str, Any] = {"image": image, **out}
+    np.savez(ref, **arrays)
     return 0
 
 
@@ -83,7 +85,8 @@ def dump(ref: Path, dest: Path) -> int:
     with np.load(ref) as data:
         image = data["image"]
         tensors = {name: data[f"{name}/tensor"] for name in MODELS}
-    np.savez(dest, **_run(image, tensors))
+    arrays: dict[str, Any] = dict(_run(image, tensors))
+    np.savez(dest, **arrays)
     return 0
 
 
