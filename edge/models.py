@@ -124,9 +124,9 @@ class ModelPackage:
             )
         path = files[fmt]
         if not path.exists():
+            fix = "run `edge quantize` again" if int8 else "run `edge models fetch`"
             raise ModelError(
-                f"{self.origin}: {section}.{fmt}: {path} is missing; run `edge models fetch` "
-                "or put the file there"
+                f"{self.origin}: {section}.{fmt}: {path} is missing; {fix} or put the file there"
             )
         if not path.is_file():
             what = "int8 " if int8 else ""

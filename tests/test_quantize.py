@@ -28,12 +28,12 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_graphs import ultralytics_metadata, yolov8_like_model
 
 from edge.cli import main
-from edge.errors import QuantizeError
+from edge.errors import BackendUnavailable, QuantizeError
 from edge.inference import load_model
-from edge.models import read_manifest, resolve_model
+from edge.models import ModelPackage, read_manifest, resolve_model
 from edge.quantize.gate import agreement, covered, match
 from edge.quantize.head import head_nodes, is_ramp, onnx_graph
-from edge.quantize.package import write_package
+from edge.quantize.package import check_out, write_package
 from edge.quantize.sources import evenly, sample_frames
 from edge.runners.select import HardwareInfo, select_runner
 from edge.types import Detections
@@ -85,6 +85,9 @@ def test_match_by_class_and_iou(ref: Detections, other: Detections, pairs: list[
         ([(dets([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]]), dets([[0, 0, 10, 10], [20, 20, 30, 30]]))],
          False, 0.8, None, 0.8),
         ([(dets([]), dets([]))], False, 1.0, None, 1.0),  # nothing on both sides agrees
+        # 20 people matched, the one car lost: pooled F1 40/41, but the car's class scores 0.
+        ([(dets([[i * 20, 0, i * 20 + 10, 10] for i in range(20)] + [[0, 50, 10, 60]], [0] * 20 + [1]),
+           dets([[i * 20, 0, i * 20 + 10, 10] for i in range(20)]))], False, 40 / 41, None, 0.0),
         # Keypoints: one of two moved by 0.3 of the box diagonal -> half within tolerance.
         ([(dets([[0, 0, 30, 40]], keypoints=[[[5, 5], [10, 10]]]), dets([[0, 0, 30, 40]], keypoints=[[[5, 5], [25, 10]]]))],
          False, 1.0, 0.5, 0.5),
@@ -231,9 +234,12 @@ def twin_package(tmp_path: Path, report: dict | None, float_onnx: bool = True):
         ({"agreement": 0.97, "speedup": 0.7, "cpu": "AMD EPYC"}, None, True, False, "float kept"),
         ({"agreement": 0.97, "speedup": 0.7, "cpu": "Intel Xeon"}, None, True, True, "measured on Intel Xeon"),
         (None, None, True, True, "no gate report"),
-        ({"agreement": 0.97, "speedup": 1.4, "cpu": "AMD EPYC"}, False, True, False, "float onnx file asked for"),
-        ({"agreement": 0.97, "speedup": 0.7, "cpu": "AMD EPYC"}, True, True, True, "int8 onnx file asked for"),
-        ({"agreement": 0.97, "speedup": 0.7, "cpu": "AMD EPYC"}, False, False, True, "int8 only"),
+        ({"agreement": 0.80, "passed": False, "speedup": 2.0, "cpu": "AMD EPYC"}, None, True, False, "failed its gate"),
+        ({"agreement": 0.80, "passed": False, "speedup": 2.0, "cpu": "AMD EPYC"}, True, True, True, "int8 asked for"),
+        ({"agreement": 0.97, "speedup": 1.4, "cpu": "AMD EPYC"}, False, True, False, "float asked for"),
+        ({"agreement": 0.97, "speedup": 0.7, "cpu": "AMD EPYC"}, True, True, True, "int8 asked for"),
+        # Only an int8 file: it runs when allowed...
+        ({"agreement": 0.97, "speedup": 1.4, "cpu": "AMD EPYC"}, None, False, True, "1.40x"),
     ],
 )  # fmt: skip
 def test_selection_of_the_int8_twin(
@@ -243,6 +249,46 @@ def test_selection_of_the_int8_twin(
     assert sel.int8 is chosen_int8
     assert sel.path.name == ("m.int8.onnx" if chosen_int8 else "ch_PP-OCRv4_det_infer.onnx")
     assert any(reason in r for r in sel.reasons), sel.reasons
+
+
+@pytest.mark.parametrize("report", [{"agreement": 0.97, "speedup": 0.7, "cpu": "AMD EPYC"}, None])
+def test_an_int8_only_format_never_runs_as_float(tmp_path: Path, report: dict | None) -> None:
+    """...and when float is asked for (or the twin was measured slower), there is no float onnx
+    file for ONNX Runtime to run: refused, naming what the model has."""
+    pkg = twin_package(tmp_path, report, float_onnx=False)
+    with pytest.raises(BackendUnavailable, match="int8 twins only run when allowed"):
+        select_runner(pkg, HW, "onnxruntime", False if report is None else None)
+
+
+def pose_twin(tmp_path: Path, report: dict) -> ModelPackage:
+    """BlazePose as `edge quantize --to openvino-int8` leaves it: a float .tflite, an int8 IR."""
+    base = resolve_model("blazepose")
+    return replace(
+        base, int8_files=MappingProxyType({"openvino": tmp_path / "pose.int8.xml"}),
+        int8_sha256=MappingProxyType({"openvino": None}),
+        quantization=MappingProxyType({"openvino": MappingProxyType(report)}),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("report", "int8", "backend", "file"),
+    [
+        # On an AMD PC auto would run the .tflite on LiteRT; the twin moves OpenVINO first.
+        ({"agreement": 0.96, "speedup": 1.3, "cpu": "AMD EPYC"}, None, "openvino", "pose.int8.xml"),
+        ({"agreement": 0.96, "speedup": 1.3, "cpu": "AMD EPYC"}, True, "openvino", "pose.int8.xml"),
+        ({"agreement": 0.96, "speedup": 1.3, "cpu": "AMD EPYC"}, False, "litert", "pose_detection.tflite"),
+        ({"agreement": 0.96, "speedup": 0.5, "cpu": "AMD EPYC"}, None, "litert", "pose_detection.tflite"),
+        ({"agreement": 0.60, "passed": False, "cpu": "AMD EPYC"}, None, "litert", "pose_detection.tflite"),
+    ],
+)  # fmt: skip
+def test_auto_runs_the_twin_on_a_backend_that_reads_it(
+    tmp_path: Path, report: dict, int8: bool | None, backend: str, file: str
+) -> None:
+    sel = select_runner(pose_twin(tmp_path, report), HW, "auto", int8)
+    assert (sel.backend, sel.path.name) == (backend, file), sel.reasons
+    # A runner asked for by name reads the float .tflite when the twin may not run.
+    named = select_runner(pose_twin(tmp_path, report), HW, "openvino", int8)
+    assert named.path.name == ("pose.int8.xml" if backend == "openvino" else "pose_detection.tflite")
 
 
 # --- the package --------------------------------------------------------------------------------
@@ -260,15 +306,51 @@ def test_package_is_written_merged_and_pinned(tmp_path: Path) -> None:
     pkg = read_manifest(out / "model.yaml")
     assert pkg.name == "ppocr_det-int8" and pkg.task == "ocr-det" and pkg.input == base.input
     assert set(pkg.files) == {"onnx"} and set(pkg.int8_files) == {"onnx", "openvino"}
-    assert pkg.int8_files["openvino"].name == "ch_PP-OCRv4_det_infer.int8.xml"
-    assert (out / "ch_PP-OCRv4_det_infer.int8.bin").read_bytes() == b"weights"
+    twin = pkg.int8_files["openvino"]
+    assert twin.name.startswith("ch_PP-OCRv4_det_infer.int8-") and twin.suffix == ".xml"
+    assert twin.with_suffix(".bin").read_bytes() == b"weights"
     for fmt in pkg.int8_files:
         assert pkg.verified_file(fmt, int8=True).exists()  # sha256 pinned and matching
     assert pkg.verified_file("onnx") == out / "ch_PP-OCRv4_det_infer.onnx"
     assert pkg.quantization["onnx"]["agreement"] == 0.97
-    (out / "ch_PP-OCRv4_det_infer.int8.onnx").write_bytes(b"tampered")
+    pkg.int8_files["onnx"].write_bytes(b"tampered")
     with pytest.raises(Exception, match="sha256 is"):
         pkg.verified_file("onnx", int8=True)
+    # A new twin replaces the old one: new files first, then the manifest, then the old files go.
+    scratch = tmp_path / "c.xml"
+    scratch.write_bytes(b"int8 openvino, again")
+    scratch.with_suffix(".bin").write_bytes(b"new weights")
+    write_package(base, out, "openvino", base.files["onnx"], scratch, {"agreement": 0.98})
+    again = read_manifest(out / "model.yaml")
+    assert again.int8_files["openvino"] != twin and not twin.exists() and not twin.with_suffix(".bin").exists()
+    assert again.verified_file("openvino", int8=True).read_bytes() == b"int8 openvino, again"
+
+
+@pytest.mark.parametrize(
+    ("other", "make_out", "message"),
+    [
+        ("blazeface", None, "holds a package of 'ppocr_det-int8' whose float files are not face_detection_short_range.tflite"),
+        ("ppocr_det", "file", "is not a folder"),
+        ("ppocr_det", "stray", "the folder has files but no model.yaml"),
+    ],
+)  # fmt: skip
+def test_out_must_fit_the_model(tmp_path: Path, other: str, make_out: str | None, message: str) -> None:
+    base = resolve_model("ppocr_det")
+    out = tmp_path / "pkg"
+    scratch = tmp_path / "a.onnx"
+    scratch.write_bytes(b"x")
+    if make_out is None:
+        write_package(base, out, "onnx", base.files["onnx"], scratch, {})
+    elif make_out == "file":
+        out.write_text("a file")
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    model = resolve_model(other)
+    source = next(iter(model.files.values()))
+    with pytest.raises(QuantizeError, match="--out") as err:
+        check_out(out, model, source)
+    assert message in str(err.value)
 
 
 def test_package_refuses_to_merge_into_a_broken_manifest(tmp_path: Path) -> None:
@@ -317,7 +399,7 @@ def test_blazepose_to_openvino_int8_passes_and_runs(
     # The twin is what OpenVINO runs now, and it still finds the astronaut.
     model = load_model(str(out), "openvino")
     try:
-        assert model.selection.int8 and model.selection.path.name == "pose_detection.int8.xml"
+        assert model.selection.int8 and model.selection.path.name.startswith("pose_detection.int8-")
         cap = cv2.VideoCapture(str(demo_clip))
         cap.set(cv2.CAP_PROP_POS_FRAMES, 200)
         ok, frame = cap.read()
@@ -400,7 +482,7 @@ def test_check_gates_an_int8_file_made_elsewhere(
         "--calib-frames", "10", "--eval-frames", "10", "--out", str(tmp_path / "made"),
     )  # fmt: skip
     assert code == 0, err
-    made = tmp_path / "made" / "yolo_like.int8.onnx"
+    made = read_manifest(tmp_path / "made" / "model.yaml").int8_files["onnx"]
     code, report, err = quantize(
         capsys, str(model), "--check", str(made), "--eval", str(evaluation), "--eval-frames", "10",
         "--out", str(tmp_path / "checked"),
@@ -420,12 +502,20 @@ def test_check_gates_an_int8_file_made_elsewhere(
         (["blazepose", "--check", "{tmp}/m.bin", "--eval", "{clip}"], "expected an .onnx, .xml or .tflite int8 model"),
         (["blazepose", "--check", "{tmp}/m.onnx", "--eval", "{clip}"], "has no float onnx file to compare it with"),
         (["no_such_model", "--calib", "{clip}", "--eval", "{clip}"], "model 'no_such_model' not found"),
+        (["blazepose", "--check", "{tmp}/nothere.tflite", "--eval", "{clip}"], "--check {tmp}/nothere.tflite: not found"),
+        (["blazepose", "--check", "{tmp}/m.tflite", "--calib", "{clip}", "--eval", "{clip}"], "--calib is not used with it"),
+        (["blazepose", "--check", "{float}", "--eval", "{clip}"], "is the float file itself (pose_detection.tflite)"),
+        (["blazepose", "--calib", "{clip}", "--eval", "{clip}", "--out", "{tmp}/m.bin"], "--out {tmp}/m.bin: is not a folder"),
     ],
 )  # fmt: skip
 def test_errors_are_one_line(
     tmp_path: Path, demo_clip: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    args = [a.format(clip=demo_clip, tmp=tmp_path) for a in argv]
+    for name in ("m.bin", "m.onnx", "m.tflite"):
+        (tmp_path / name).write_bytes(b"x")
+    float_file = resolve_model("blazepose").files["tflite"]
+    args = [a.format(clip=demo_clip, tmp=tmp_path, float=float_file) for a in argv]
+    message = message.format(tmp=tmp_path)
     assert main(["quantize", *args]) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err

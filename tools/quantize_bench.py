@@ -30,7 +30,7 @@ def bench_quantize(clip: Path, calib_frames: int, eval_frames: int) -> list[dict
         root = Path(tmp)
         sources = {
             "clip": (clip, clip),
-            "signs": (make_signs(root / "calib", 1, calib_frames), make_signs(root / "eval", 2, 30)),
+            "signs": (make_signs(root / "calib", 1, calib_frames), make_signs(root / "eval", 2, eval_frames)),
         }
         for model, target, data in CASES:
             calib, evaluation = sources[data]
@@ -41,7 +41,8 @@ def bench_quantize(clip: Path, calib_frames: int, eval_frames: int) -> list[dict
             ]  # fmt: skip
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
             if done.returncode not in (0, 3):
-                raise SystemExit(f"{model} {target}: {done.stderr.strip().splitlines()[-1]}")
+                last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+                raise SystemExit(f"{model} {target}: {last}")
             rows.append({"model": model, "target": target, **json.loads(done.stdout)})
     return rows
 

@@ -58,8 +58,6 @@ def cmd_models_list(as_json: bool) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            fmts = ",".join(
-                f + ("+int8" if f in r.get("int8", []) else "") for f in r.get("formats", [])
-            )
+            fmts = ",".join(f + ("+int8" if f in r.get("int8", []) else "") for f in r.get("formats", []))
             print(f"{r['name']:<14} {r.get('task', ''):<9} {fmts:<14} {r['status']}")
     return 0

@@ -28,10 +28,10 @@ import numpy as np
 from edge import __version__
 from edge.errors import GateFailed, QuantizeError
 from edge.inference import LoadedModel, load_model
-from edge.models import FORMAT_SUFFIX, ModelPackage, file_sha256, resolve_model
+from edge.models import FORMAT_SUFFIX, ModelPackage, file_sha256, read_manifest, resolve_model
 from edge.quantize.backends import Quantized, quantize_onnx, quantize_openvino
 from edge.quantize.gate import Agreement, agreement
-from edge.quantize.package import default_out_dir, write_package
+from edge.quantize.package import check_out, default_out_dir, write_package
 from edge.quantize.sources import sample_frames
 from edge.runners.base import ModelRunner, RunnerOptions
 from edge.runners.select import probe_hardware
@@ -123,29 +123,42 @@ def _with_twin(package: ModelPackage, fmt: str, path: Path) -> ModelPackage:
     )
 
 
-def cmd_quantize(args: argparse.Namespace) -> int:
-    package = resolve_model(args.model)
-    if args.check is not None:
-        fmt = CHECK_FORMATS.get(args.check.suffix)
-        if fmt is None:
-            raise QuantizeError(f"--check {args.check}: expected an .onnx, .xml or .tflite int8 model")
-        backend = CHECK_BACKENDS[fmt]
-        if fmt not in package.files:
-            raise QuantizeError(
-                f"--check {args.check}: model {package.name!r} has no float {fmt} file to compare it with "
-                f"(it has {', '.join(package.files)})"
-            )
-        src_fmt = fmt
-    else:
+def _target(args: argparse.Namespace, package: ModelPackage) -> tuple[str, str, str]:
+    """(twin format, backend, float source format) from ``--to`` or ``--check``; one-line errors."""
+    if args.check is None:
         if args.calib is None:
             raise QuantizeError("--calib is required (a folder of images or a video), unless --check FILE")
         fmt, backend = TARGETS[args.to]
-        src_fmt = source_format(package, fmt)
+        return fmt, backend, source_format(package, fmt)
+    if args.calib is not None:
+        raise QuantizeError("--check gates an int8 file made elsewhere: --calib is not used with it")
+    if not args.check.is_file():
+        raise QuantizeError(f"--check {args.check}: not found; expected an int8 .onnx, .xml or .tflite file")
+    fmt = CHECK_FORMATS.get(args.check.suffix, "")
+    if not fmt:
+        raise QuantizeError(f"--check {args.check}: expected an .onnx, .xml or .tflite int8 model")
+    if fmt not in package.files:
+        raise QuantizeError(
+            f"--check {args.check}: model {package.name!r} has no float {fmt} file to compare it with "
+            f"(it has {', '.join(package.files)})"
+        )
+    return fmt, CHECK_BACKENDS[fmt], fmt
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    package = resolve_model(args.model)
+    fmt, backend, src_fmt = _target(args, package)
     source = package.files[src_fmt]
+    if args.check is not None and file_sha256(args.check) == file_sha256(source):
+        raise QuantizeError(
+            f"--check {args.check}: is the float file itself ({source.name}), not an int8 twin"
+        )
+    out = args.out or default_out_dir(package)
+    check_out(out, package, source)
     hw = probe_hardware()
     options = RunnerOptions(threads=args.threads)
     eval_frames = sample_frames(args.eval, args.eval_frames, "--eval")
-    calib_frames = None if args.check is not None else sample_frames(args.calib, args.calib_frames, "--calib")
+    calib_frames = None if args.calib is None else sample_frames(args.calib, args.calib_frames, "--calib")
     with contextlib.ExitStack() as stack:
         float_model = load_model(package, backend, options=options, hardware=hw, int8=False)
         stack.callback(float_model.close)
@@ -153,7 +166,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             raise QuantizeError(f"{source}: {backend} picked the {float_model.selection.format} file instead")
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-quantize-")))
         calibration = None
-        if calib_frames is None:
+        if args.check is not None or calib_frames is None:
             result = Quantized(args.check, ())
         else:
             calib = tensors_of(float_model, calib_frames)
@@ -179,10 +192,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 f"agreement {agreed.score:.3f} is below --bar {args.bar}: nothing written "
                 "(--force writes it anyway)"
             )
-        manifest = write_package(
-            package, args.out or default_out_dir(package), fmt, source, result.path, report
-        )
-    print(f"wrote {manifest} (int8 {fmt}: {report['int8_file']})", file=sys.stderr)
+        manifest = write_package(package, out, fmt, source, result.path, report)
+    written = read_manifest(manifest).int8_files[fmt].name
+    print(f"wrote {manifest} (int8 {fmt}: {written})", file=sys.stderr)
     return 0
 
 
@@ -215,7 +227,15 @@ def _evaluate(
         "bar": args.bar,
         "passed": agreed.score >= args.bar,
         "forced": bool(args.force and agreed.score < args.bar),
-        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(agreed).items()},
+        **{
+            k: (round(v, 4) if isinstance(v, float) else v)
+            for k, v in asdict(agreed).items()
+            if k != "per_class"
+        },
+        "per_class": {
+            package.labels[c] if 0 <= c < len(package.labels) else str(c): round(f, 4)
+            for c, f in agreed.per_class.items()
+        },
         "runner": float_model.selection.backend,
         "cpu": cpu,
         "float_ms": round(float_ms, 2),
@@ -224,12 +244,9 @@ def _evaluate(
         "float_file": source.name,
         "float_bytes": size_of(source),
         "float_sha256": file_sha256(source),
-        "int8_file": f"{source.stem}.int8{FORMAT_SUFFIX[int8_model.selection.format]}",
         "int8_bytes": size_of(result.path),
         "kept_float": len(result.kept_float),
-        "calibration": None
-        if args.check is not None
-        else {"source": str(args.calib), "frames": args.calib_frames},
+        "calibration": calibration,
         "evaluation": {"source": str(args.eval), "frames": len(frames)},
         "checked": str(args.check) if args.check is not None else None,
         "edge": __version__,
@@ -251,6 +268,11 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
         f"agreement  {report['agreement']:.3f} (bar {report['bar']}) {verdict}",
         f"  F1 {report['f1']:.3f}: {report['matched']} matched of {report['float_detections']} float and "
         f"{report['int8_detections']} int8 detections in {report['frames']} frames{iou}{kp}",
+        *(
+            [f"  per class: {', '.join(f'{k} {v:.3f}' for k, v in report['per_class'].items())}"]
+            if len(report["per_class"]) > 1
+            else []
+        ),
         f"speed      {report['runner']} on {report['cpu']}: float {report['float_ms']:.2f} ms, "
         f"int8 {report['int8_ms']:.2f} ms ({report['speedup']:.2f}x)",
         f"size       float {report['float_bytes'] / 1e6:.2f} MB, int8 {report['int8_bytes'] / 1e6:.2f} MB; "

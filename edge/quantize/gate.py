@@ -2,18 +2,20 @@
 
 Both models' detections go through the model's own decoder; per frame, detections are matched
 by class at IoU >= 0.5 (greedily, best IoU first). Agreement is the F1 of those matches over
-all frames. For keypoint models, the share of matched keypoints within ``kp_tolerance`` of the
-float keypoint (distance over the float box's diagonal) is the second figure; the gate takes the
-lower of the two. Text detection is judged by coverage instead, since one model may see a line
-where the other sees its two words (the same text found, yet F1 would count three misses): a
-box agrees when at least half its area is covered by the other model's boxes, and agreement is
-the F1 of those shares both ways.
+all frames, class by class, and the gate takes the worst class (100 people matched and 3 cars
+all lost must not pass on the pooled 0.985). For keypoint models, the share of matched
+keypoints within ``kp_tolerance`` of the float keypoint (distance over the float box's
+diagonal) is the second figure; the gate takes the lower of the two. Text detection is judged
+by coverage instead, since one model may see a line where the other sees its two words (the
+same text found, yet F1 would count three misses): a box agrees when at least half its area is
+covered by the other model's boxes, and agreement is the F1 of those shares both ways.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -73,14 +75,20 @@ class Agreement:
     """Share of matched keypoints within tolerance; None for models without keypoints."""
     coverage: float | None = None
     """Text detection: F1 of the boxes at least half covered by the other model's; else None."""
+    per_class: dict[int, float] = field(default_factory=dict)
+    """F1 per class id, for classes either model found."""
+
+    @property
+    def worst_class(self) -> float:
+        return min(self.per_class.values()) if self.per_class else self.f1
 
     @property
     def score(self) -> float:
         """What the gate compares with ``--bar``: the coverage F1 for text detection, else the
-        lower of F1 and the keypoint share."""
+        lower of the worst class's F1 and the keypoint share."""
         if self.coverage is not None:
             return self.coverage
-        return self.f1 if self.keypoints is None else min(self.f1, self.keypoints)
+        return self.worst_class if self.keypoints is None else min(self.worst_class, self.keypoints)
 
 
 def covered(boxes: np.ndarray, by: np.ndarray, share: float = 0.5) -> int:
@@ -111,6 +119,9 @@ def agreement(
     frames = n_ref = n_other = matched = 0
     ious: list[float] = []
     agreed_boxes = 0
+    found_ref: Counter[int] = Counter()
+    found_other: Counter[int] = Counter()
+    matched_by: Counter[int] = Counter()
     kp_close = kp_total = 0
     has_keypoints = False
     for ref, other in pairs:
@@ -119,6 +130,9 @@ def agreement(
         n_other += len(other)
         found = match(ref, other)
         matched += len(found)
+        found_ref.update(ref.class_id.tolist())
+        found_other.update(other.class_id.tolist())
+        matched_by.update(int(ref.class_id[i]) for i, _, _ in found)
         if by_coverage:
             agreed_boxes += covered(ref.xyxy, other.xyxy) + covered(other.xyxy, ref.xyxy)
         ious.extend(iou for _, _, iou in found)
@@ -143,4 +157,7 @@ def agreement(
         if has_keypoints
         else None,
         coverage=(agreed_boxes / total if total else 1.0) if by_coverage else None,
+        per_class={
+            c: 2 * matched_by[c] / (found_ref[c] + found_other[c]) for c in sorted(found_ref | found_other)
+        },
     )

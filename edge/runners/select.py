@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,81 +155,56 @@ def usable(backend: str, hw: HardwareInfo) -> bool:
     return hw.backends.get(backend) is not None and _runner_built(backend)
 
 
-def _pick_format(package: ModelPackage, backend: str) -> str | None:
-    return next((f for f in READS[backend] if f in package.files or f in package.int8_files), None)
-
-
-def int8_verdict(package: ModelPackage, fmt: str, hw: HardwareInfo) -> tuple[bool, str]:
-    """Whether the int8 twin of ``fmt`` should run here, and why. The gate's report says how
-    much faster it was on the CPU it was measured on; only a measurement on this CPU model can
-    veto it."""
-    report = package.quantization.get(fmt, {})
+def int8_verdict(
+    package: ModelPackage, fmt: str, hw: HardwareInfo, int8: bool | None = None
+) -> tuple[bool, str]:
+    """Whether the int8 twin of ``fmt`` should run here, and why. ``int8`` True or False
+    decides; otherwise a twin that failed its gate (written with ``--force``) is not run, and a
+    twin measured slower than float on this very CPU model is not run either (the report's speed
+    from another CPU cannot veto it)."""
     name = package.int8_files[fmt].name
+    if int8 is not None:
+        return int8, f"{'int8' if int8 else 'float'} asked for (models.<name>.int8: {str(int8).lower()})"
+    report = package.quantization.get(fmt, {})
     agreement = report.get("agreement")
     agreed = (
         f"agreement {agreement:.3f} with float" if isinstance(agreement, int | float) else "no gate report"
     )
+    if report.get("passed") is False:
+        return False, (
+            f"int8 {name} failed its gate ({agreed}, bar {report.get('bar')}; written with --force): "
+            "float kept; models.<name>.int8: true runs it"
+        )
     speedup = report.get("speedup")
     cpu = report.get("cpu")
     if isinstance(speedup, int | float) and cpu == hw.cpu_model:
         if speedup < 1.0:
-            return False, (
-                f"int8 {name} measured {speedup:.2f}x float's speed on this CPU ({cpu}): float kept"
-            )
+            return False, f"int8 {name} measured {speedup:.2f}x float's speed on this CPU ({cpu}): float kept"
         return True, f"int8 {name} ({agreed}; {speedup:.2f}x float's speed on this CPU)"
     where = f"measured on {cpu}" if cpu else "speed not measured"
     return True, f"int8 {name} ({agreed}; {where})"
 
 
-def _resolve_variant(
-    package: ModelPackage, fmt: str, hw: HardwareInfo, int8: bool | None, reasons: list[str]
-) -> tuple[bool, Path]:
-    """The float file of ``fmt`` or its int8 twin (True), appending the reason."""
-    if fmt not in package.int8_files:
-        if int8:
-            reasons.append(f"no int8 twin of the {fmt} file: float")
-        return False, package.files[fmt]
-    twin = package.int8_files[fmt]
-    if fmt not in package.files:
-        reasons.append(f"the {fmt} file is int8 only: {twin.name}")
-        return True, twin
-    if int8 is not None:
-        reasons.append(f"{'int8' if int8 else 'float'} {fmt} file asked for")
-        return int8, twin if int8 else package.files[fmt]
-    use, why = int8_verdict(package, fmt, hw)
-    reasons.append(why)
-    return use, twin if use else package.files[fmt]
+def _pick_file(
+    package: ModelPackage, backend: str, twins: Mapping[str, bool]
+) -> tuple[str, bool, Path] | None:
+    """The file ``backend`` runs: a twin in ``twins`` that may run (first in the backend's
+    reading order), else a float file; None when it reads none of them."""
+    for fmt in READS[backend]:
+        if twins.get(fmt):
+            return fmt, True, package.int8_files[fmt]
+    for fmt in READS[backend]:
+        if fmt in package.files:
+            return fmt, False, package.files[fmt]
+    return None
 
 
-def select_runner(
-    package: ModelPackage, hw: HardwareInfo, requested: str = "auto", int8: bool | None = None
-) -> Selection:
-    """Choose backend and file for ``package`` on this hardware; raises when nothing fits.
-
-    ``int8``: None lets the gate's report decide (see ``int8_verdict``), True asks for the int8
-    twin where there is one, False for the float file."""
-    have = ", ".join(package.formats())
-    if requested != "auto":
-        if requested not in READS:
-            raise BackendUnavailable(
-                f"unknown runner {requested!r}; choose auto or one of {', '.join(READS)}"
-            )
-        fmt = _pick_format(package, requested)
-        if fmt is None:
-            raise BackendUnavailable(
-                f"runner {requested!r} reads {', '.join(READS[requested])} "
-                f"but model {package.name!r} has only {have}"
-            )
-        asked = [f"runner {requested!r} requested in the config"]
-        quantized, path = _resolve_variant(package, fmt, hw, int8, asked)
-        return Selection(requested, fmt, path, tuple(asked), quantized)
-
-    reasons: list[str] = []
+def _hardware_order(package: ModelPackage, hw: HardwareInfo, reasons: list[str]) -> list[str]:
+    """Backends in the order the hardware suggests, then the ones native to the package's
+    formats, then the rest; appends why."""
     preferred: list[str] = []
     if hw.is_jetson:
-        reasons.append(
-            f"Jetson board ({hw.board}): TensorRT first ({TENSORRT_UNVERIFIED})"
-        )
+        reasons.append(f"Jetson board ({hw.board}): TensorRT first ({TENSORRT_UNVERIFIED})")
         preferred.append("tensorrt")
     accel = [d for d in hw.openvino_devices if d.split(".")[0] in ("GPU", "NPU")]
     if hw.is_intel or accel:
@@ -246,10 +222,51 @@ def select_runner(
     for backend in ("openvino", "litert", "tensorrt"):
         if backend not in preferred:
             preferred.append(backend)
+    return preferred
+
+
+def select_runner(
+    package: ModelPackage, hw: HardwareInfo, requested: str = "auto", int8: bool | None = None
+) -> Selection:
+    """Choose backend and file for ``package`` on this hardware; raises when nothing fits.
+
+    ``int8``: None lets the gate's report decide (see ``int8_verdict``), True asks for an int8
+    twin where there is one, False for a float file. With ``auto``, a backend that reads a twin
+    which may run goes before the others (the point of quantising is to run the twin)."""
+    have = ", ".join(package.formats())
+    verdicts = {fmt: int8_verdict(package, fmt, hw, int8) for fmt in package.int8_files}
+    twins = {fmt: use for fmt, (use, _) in verdicts.items()}
+    notes = [why for _, why in verdicts.values()]
+    if int8 and not package.int8_files:
+        notes.append("no int8 twin in the package (edge quantize makes one): float")
+    if requested != "auto":
+        if requested not in READS:
+            raise BackendUnavailable(
+                f"unknown runner {requested!r}; choose auto or one of {', '.join(READS)}"
+            )
+        picked = _pick_file(package, requested, twins)
+        if picked is None:
+            raise BackendUnavailable(
+                f"runner {requested!r} reads {', '.join(READS[requested])} "
+                f"but model {package.name!r} has only {have}"
+                + ("" if not package.int8_files else " (int8 twins only run when allowed)")
+            )
+        fmt, quantized, path = picked
+        asked = (f"runner {requested!r} requested in the config", *notes)
+        return Selection(requested, fmt, path, asked, quantized)
+
+    reasons: list[str] = []
+    preferred = _hardware_order(package, hw, reasons)
+    runnable = [fmt for fmt, use in twins.items() if use]
+    if runnable:
+        first = [b for b in preferred if any(f in READS[b] for f in runnable)]
+        preferred = first + [b for b in preferred if b not in first]
+        reasons.append(f"int8 twin(s) of {', '.join(runnable)}: backends that read them first")
+    reasons.extend(notes)
 
     for backend in preferred:
-        fmt = _pick_format(package, backend)
-        if fmt is None:
+        picked = _pick_file(package, backend, twins)
+        if picked is None:
             reasons.append(f"{backend}: model has no {' or '.join(READS[backend])} file (has {have})")
             continue
         if hw.backends.get(backend) is None:
@@ -259,8 +276,8 @@ def select_runner(
         if not _runner_built(backend):
             reasons.append(f"{backend}: installed, but this version of edge has no runner for it yet")
             continue
-        quantized, path = _resolve_variant(package, fmt, hw, int8, reasons)
-        reasons.append(f"chose {backend} with the {fmt} file {path.name}")
+        fmt, quantized, path = picked
+        reasons.append(f"chose {backend} with the {'int8 ' if quantized else ''}{fmt} file {path.name}")
         return Selection(backend, fmt, path, tuple(reasons), quantized)
     raise BackendUnavailable(
         f"no installed runner can read model {package.name!r} ({have}): " + "; ".join(reasons)
