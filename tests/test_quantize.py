@@ -536,4 +536,5 @@ def test_manifest_yaml_round_trips_the_report(tmp_path: Path) -> None:
     scratch.write_bytes(b"x")
     report = {"agreement": 0.9, "evaluation": {"source": "x", "frames": 3}, "keypoints": None}
     path = write_package(base, tmp_path / "p", "onnx", base.files["onnx"], scratch, report)
-    assert yaml.safe_load(path.read_text())["quantization"]["onnx"] == report
+    stored = yaml.safe_load(path.read_text())["quantization"]["onnx"]
+    assert stored == {**report, "int8_file": read_manifest(path).int8_files["onnx"].name}
