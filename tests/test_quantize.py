@@ -190,6 +190,9 @@ def test_sample_frames_from_a_video_and_a_folder(tmp_path: Path) -> None:
         cv2.imwrite(str(folder / f"{i}.png"), np.full((8, 8, 3), i, np.uint8))
     (folder / "notes.txt").write_text("not an image")
     assert [int(f[0, 0, 0]) for f in sample_frames(folder, 3)] == [0, 2, 4]
+    # Converted as read: only what convert returns is kept.
+    small = sample_frames(video, 4, convert=lambda f: f[:2, :2, 0].copy())
+    assert [f.shape for f in small] == [(2, 2)] * 4 and [int(f[0, 0] + 5) // 10 for f in small] == [0, 6, 13, 19]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -78,15 +79,22 @@ def source_format(package: ModelPackage, fmt: str) -> str:
     return found
 
 
-def tensors_of(model: LoadedModel, frames: list[np.ndarray]) -> list[np.ndarray]:
-    """Frames preprocessed exactly as ``edge run`` feeds them to this runner."""
+def _tensor_maker(model: LoadedModel) -> Callable[[np.ndarray], np.ndarray]:
+    """Frame -> a new tensor, preprocessed exactly as ``edge run`` feeds this runner."""
     pre = model.preprocessor()
-    out = []
-    for frame in frames:
+
+    def make(frame: np.ndarray) -> np.ndarray:
         tensor = pre.new_tensor()
         pre(frame, tensor)
-        out.append(tensor)
-    return out
+        return tensor
+
+    return make
+
+
+def tensors_of(model: LoadedModel, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Frames preprocessed exactly as ``edge run`` feeds them to this runner."""
+    make = _tensor_maker(model)
+    return [make(frame) for frame in frames]
 
 
 def time_pair(
@@ -158,7 +166,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     hw = probe_hardware()
     options = RunnerOptions(threads=args.threads)
     eval_frames = sample_frames(args.eval, args.eval_frames, "--eval")
-    calib_frames = None if args.calib is None else sample_frames(args.calib, args.calib_frames, "--calib")
     with contextlib.ExitStack() as stack:
         float_model = load_model(package, backend, options=options, hardware=hw, int8=False)
         stack.callback(float_model.close)
@@ -166,10 +173,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             raise QuantizeError(f"{source}: {backend} picked the {float_model.selection.format} file instead")
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-quantize-")))
         calibration = None
-        if args.check is not None or calib_frames is None:
+        if args.check is not None or args.calib is None:
             result = Quantized(args.check, ())
         else:
-            calib = tensors_of(float_model, calib_frames)
+            calib = sample_frames(args.calib, args.calib_frames, "--calib", _tensor_maker(float_model))
             calibration = {"source": str(args.calib), "frames": len(calib)}
             int8_path = tmp / f"model{FORMAT_SUFFIX[fmt]}"
             print(f"quantising {source} for {backend} on {len(calib)} calibration frames", file=sys.stderr)
