@@ -29,6 +29,7 @@ import numpy as np
 from edge import __version__
 from edge.errors import GateFailed, QuantizeError
 from edge.inference import LoadedModel, load_model
+from edge.logs import progress
 from edge.models import FORMAT_SUFFIX, ModelPackage, file_sha256, read_manifest, resolve_model
 from edge.quantize.backends import Quantized, quantize_onnx, quantize_openvino
 from edge.quantize.gate import Agreement, agreement
@@ -57,9 +58,9 @@ class ProgressLine:
         if self.tty:
             width = 30
             filled = width * done // max(total, 1)
-            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-            if done >= total:
-                sys.stderr.write("\n")
+            progress(
+                f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", done=done >= total
+            )
         elif quarter != self._last:
             sys.stderr.write(f"{self.label} {done}/{total}\n")
         self._last = quarter
@@ -89,12 +90,6 @@ def _tensor_maker(model: LoadedModel) -> Callable[[np.ndarray], np.ndarray]:
         return tensor
 
     return make
-
-
-def tensors_of(model: LoadedModel, frames: list[np.ndarray]) -> list[np.ndarray]:
-    """Frames preprocessed exactly as ``edge run`` feeds them to this runner."""
-    make = _tensor_maker(model)
-    return [make(frame) for frame in frames]
 
 
 def time_pair(
@@ -227,7 +222,7 @@ def _evaluate(
             f"--eval {args.eval}: the float model found nothing in {len(frames)} frame(s); the gate needs "
             f"frames that show {', '.join(package.labels[:5])}"
         )
-    tensor = tensors_of(float_model, frames[:1])[0]
+    tensor = _tensor_maker(float_model)(frames[0])
     float_ms, int8_ms = time_pair(float_model.runner, int8_model.runner, float_model.input_spec.name, tensor)
     report: dict[str, Any] = {
         "agreement": round(agreed.score, 4),

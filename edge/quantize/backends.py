@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import QuantizeError
+from edge.logs import StderrHandler
 from edge.quantize.head import head_nodes, onnx_graph, openvino_graph
 from edge.runners.base import one_line
 
@@ -209,18 +210,6 @@ def _store_int8_weights(ov: Any, xml: Path) -> None:
     scratch.with_suffix(".bin").replace(xml.with_suffix(".bin"))
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """A handler writing to whatever ``sys.stderr`` is when a record comes."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
 def _quiet_nncf() -> None:
     """NNCF logs every ignored node at INFO on a handler bound to stdout at import: keep its
     warnings, on stderr (stdout carries ``--json``)."""
@@ -229,6 +218,6 @@ def _quiet_nncf() -> None:
     for handler in list(logger.handlers):
         if type(handler) is logging.StreamHandler:
             logger.removeHandler(handler)
-            replacement = _CurrentStderr()
+            replacement = StderrHandler()
             replacement.setFormatter(handler.formatter)
             logger.addHandler(replacement)
