@@ -94,6 +94,7 @@ def runner_options(model: ModelConfig, pipeline: bool = True, state_dir: Path | 
         cache_dir=state_dir / "tensorrt" if state_dir is not None else None,
         dla_core=model.dla_core,
         max_batch=model.max_batch,
+        graph_preprocess=model.graph_preprocess,
     )
 
 
@@ -144,6 +145,9 @@ def load_model(
     opts = options or RunnerOptions()
     if opts.input_hw is None and package.input.size:  # pins dynamic-size engines (TensorRT) to the manifest
         opts = replace(opts, input_hw=(package.input.size[1], package.input.size[0]))
+    if opts.preprocess is None:
+        size = package.input.size or (0, 0)  # a runner that folds preprocessing keeps its own size
+        opts = replace(opts, preprocess=package.input_format(*size))
     loaded = load_runner(selection.backend, path, replace(opts, warmup=False))
     try:
         return _finish_loading(package, selection, path, loaded, opts, overrides, started)
@@ -169,6 +173,8 @@ def _finish_loading(
         raise ModelError(f"{path}: the input size is dynamic; set input.size in the model's model.yaml")
     width, height = package.input.size if package.input.size else (hw[1], hw[0])  # type: ignore[index]
     fmt = package.input_format(width, height)
+    if getattr(loaded, "takes_bgr8", False):  # colour, normalisation and layout are in the graph
+        fmt = replace(fmt, color="bgr", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     if hw is not None and (hw[1], hw[0]) != (fmt.width, fmt.height):
         raise ModelError(
             f"{path}: the model's input is {hw[1]}x{hw[0]} but the manifest says {fmt.width}x{fmt.height}"

@@ -281,6 +281,11 @@ class ModelConfig(Strict):
     async_jobs: int | None = Field(
         None, ge=1, le=16, description="OpenVINO requests in flight; unset: OpenVINO's advice, 2 to 4."
     )
+    graph_preprocess: bool = Field(
+        True,
+        description="OpenVINO: fold colour order, normalisation and layout into the compiled model "
+        "(it takes uint8 BGR frames; the capture thread only resizes). false: do them in the capture thread.",
+    )
     dla_core: int | None = Field(
         None,
         ge=0,

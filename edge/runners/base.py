@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from edge.buffer.preprocess import InputFormat
 from edge.errors import BackendUnavailable, EdgeError, ModelError
 from edge.types import TensorSpec
 
@@ -37,6 +38,10 @@ class RunnerOptions:
     ``dla_core``: run on this DLA core (Jetson Orin/Xavier), GPU fallback for the rest.
     ``max_batch``: the largest batch a dynamic-batch engine is built for; larger batches run in chunks.
     ``input_hw``: height and width frames will have; pins a dynamic image size in the engine.
+    ``preprocess``: the model's colour order and ``(x - mean) / std`` (from its manifest). A
+    runner that can fold them and the layout into its compiled graph (OpenVINO) does so when
+    ``graph_preprocess`` is on, and then takes the letterboxed frame as uint8 NHWC BGR: its
+    input spec says so and it sets ``takes_bgr8`` (the capture thread then only resizes and copies).
     """
 
     device: str = "CPU"
@@ -49,6 +54,8 @@ class RunnerOptions:
     dla_core: int | None = None
     max_batch: int = 4
     input_hw: tuple[int, int] | None = None
+    preprocess: InputFormat | None = None
+    graph_preprocess: bool = True
 
 
 @runtime_checkable
