@@ -159,7 +159,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     out = args.out or default_out_dir(package)
     check_out(out, package, source)
     hw = probe_hardware()
-    options = RunnerOptions(threads=args.threads)
+    # NNCF calibrates the model as read from disk: tensors as the plain preprocessor makes them.
+    options = RunnerOptions(threads=args.threads, graph_preprocess=False)
     eval_frames = sample_frames(args.eval, args.eval_frames, "--eval")
     with contextlib.ExitStack() as stack:
         float_model = load_model(package, backend, options=options, hardware=hw, int8=False)

@@ -3,6 +3,12 @@
 Inputs and outputs are addressed by index, never by tensor name: Ultralytics' OpenVINO
 exports (8.4) have output tensors without names, where ``get_any_name()`` raises. A tensor
 without a name is called ``input<i>`` / ``output<i>`` in its ``TensorSpec``.
+
+With ``RunnerOptions.graph_preprocess`` (the default) and the model's ``preprocess`` format,
+a float image input gets OpenVINO's ``PrePostProcessor`` steps compiled in front of it:
+uint8 NHWC BGR in, then element type, colour order, ``(x - mean) / std`` and layout inside
+the graph, where OpenVINO fuses them into the first layers. The input spec then says uint8
+NHWC and ``takes_bgr8`` is set, so the capture thread only letterboxes and copies bytes.
 """
 
 from __future__ import annotations
@@ -65,6 +71,50 @@ def read_model(core: Any, path: Path) -> Any:
         raise ModelError(
             f"{path}: OpenVINO cannot read it as {framework.upper()} ({one_line(exc)}); expected {expected}"
         ) from exc
+
+
+def _image_layout(model: Any) -> str | None:
+    """``NCHW`` or ``NHWC`` when the model has one 4-D float input of 3 channels, else None."""
+    import openvino as ov
+
+    if len(model.inputs) != 1:
+        return None
+    port = model.inputs[0]
+    if port.get_element_type() not in (ov.Type.f32, ov.Type.f16):
+        return None
+    shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    layout = guess_layout(shape) if len(shape) == 4 else "other"
+    if layout not in ("NCHW", "NHWC") or shape[1 if layout == "NCHW" else 3] != 3:
+        return None
+    return layout
+
+
+def fold_preprocessing(model: Any, options: RunnerOptions) -> bool:
+    """Put colour order, normalisation and layout into ``model`` (in place): it then takes
+    uint8 NHWC BGR. False, and nothing changed, when it is off or the input is not a float
+    3-channel image."""
+    fmt = options.preprocess
+    layout = _image_layout(model) if options.graph_preprocess and fmt is not None else None
+    if layout is None or fmt is None:
+        return False
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    step = ppp.input(0)
+    step.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+        ColorFormat.BGR
+    )
+    step.model().set_layout(ov.Layout(layout))
+    pre = step.preprocess().convert_element_type(ov.Type.f32)
+    if fmt.color == "rgb":
+        pre.convert_color(ColorFormat.RGB)
+    if any(fmt.mean):
+        pre.mean(list(fmt.mean))
+    if any(v != 1.0 for v in fmt.std):
+        pre.scale(list(fmt.std))
+    ppp.build()
+    return True
 
 
 def compile_config(options: RunnerOptions) -> dict[str, Any]:
@@ -161,6 +211,13 @@ class OpenVinoRunner:
             raise ModelError(f"{path}: OpenVINO reads {', '.join(FRONTENDS)} files, not {path.suffix!r}")
         core = ov.Core()
         model = read_model(core, path)
+        try:
+            self.takes_bgr8 = fold_preprocessing(model, options)
+        except Exception as exc:
+            raise ModelError(
+                f"{path}: OpenVINO could not fold preprocessing into it ({one_line(exc)}); "
+                "graph_preprocess: false does it in the capture thread"
+            ) from exc
         try:
             self._compiled = core.compile_model(model, options.device, compile_config(options))
         except Exception as exc:
