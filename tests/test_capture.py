@@ -118,3 +118,62 @@ def test_one_failing_action_does_not_stop_the_others(tmp_path: Path) -> None:
     dispatcher.close()
     assert dispatcher.failures == {"snapshot": 3, "event_log": 0}
     assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 3
+
+
+class CountingSource:
+    """The real file source, counting how each frame was taken: ``read`` (decoded and
+    converted to BGR) or ``skip`` (decoded only). A seam, not a mock: every call reaches OpenCV."""
+
+    def __init__(self, path: str) -> None:
+        self.inner = OpenCvSource(FileSource(type="file", path=path))
+        self.live = False
+        self.description = self.inner.description
+        self.reads = 0
+        self.skips = 0
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def read(self, into: np.ndarray | None) -> np.ndarray | None:
+        frame = self.inner.read(into)
+        self.reads += frame is not None
+        return frame
+
+    def skip(self) -> bool:
+        ok = self.inner.skip()
+        self.skips += ok
+        return ok
+
+    def position_seconds(self) -> float | None:
+        return self.inner.position_seconds()
+
+    def fps(self) -> float:
+        return self.inner.fps()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize(
+    ("fps_cap", "reads", "skips"),
+    [
+        (None, 500, 0),  # no cap: every frame is read in full
+        (25.0, 500, 0),  # a cap at the file's own rate drops nothing
+        (12.5, 250, 250),
+        (5.0, 100, 400),
+        (1.0, 20, 480),
+    ],
+)
+def test_fps_cap_without_motion_gating_skips_dropped_frames(
+    demo_clip: Path, fps_cap: float | None, reads: int, skips: int
+) -> None:
+    """Frames the cap drops are only decoded (``skip``: grab without retrieve), never converted,
+    motion gating or not; each is counted once in ``frames_skipped``."""
+    source = CountingSource(str(demo_clip))
+    spec = TensorSpec("x", (1, 3, 32, 32), np.dtype(np.float32), "NCHW")
+    pre = LetterboxPreprocessor(InputFormat(32, 32), spec)
+    cap = CaptureThread("cam", source, FrameRing(3, pre.new_tensor, "lossless"), pre, fps_cap=fps_cap)
+    seen = read_to_end(cap, lambda slot: slot.seq)
+    stats = cap.stats()
+    assert (source.reads, source.skips) == (reads, skips)
+    assert len(seen) == reads and stats.frames_read == 500 and stats.frames_skipped == skips

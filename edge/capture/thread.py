@@ -144,6 +144,7 @@ class CaptureStats:
     frames_gated: int = 0  # no inference, the scene stood still: handed on without a tensor, or only decoded
 
 
+_EPS = 1e-6  # s: frame times summed in floats; a cap at the file's own rate must drop nothing
 _SKIPPED = np.zeros(0, np.uint8)  # stands for a frame decoded but not converted (motion gating)
 
 
@@ -225,6 +226,7 @@ class CaptureThread(threading.Thread):
         # one origin across threads.
         self._t_offset = 0.0
         self._last_t_frame: float | None = None
+        self._gap = 0.04  # live sources: moving average of the time between frames (s)
         self._origin = origin
         self._since: float | None = None  # clock() at the first frame since the stream opened
         self._rng = rng if rng is not None else random.Random()
@@ -373,6 +375,7 @@ class CaptureThread(threading.Thread):
         next_due = 0.0
         index = 0  # frame index in this session (a file pass)
         steady = False
+        self._gap = 1.0 / fps
         if self.motion is not None:
             self.motion.reset()  # a new stream: learn its scene again
         while not self.stop_event.is_set():
@@ -386,7 +389,7 @@ class CaptureThread(threading.Thread):
             error: str | None = None
             skip = self._skipper(index, fps, next_due if interval else None)
             try:
-                if skip is not None:  # a still scene: decoded, not converted, not handed on
+                if skip is not None:  # capped or a still scene: decoded, not converted, not handed on
                     frame = _SKIPPED if skip() else None
                 else:
                     frame = self.source.read(self._raw.get(slot.index, slot.frame))
@@ -405,44 +408,58 @@ class CaptureThread(threading.Thread):
                 self._since = now
                 self.last_error = None
             steady = steady or now - self._since >= self.steady_after
-            t_frame = self._last_t_frame = (
-                self._t_offset + index / fps if not self.source.live else now - self._origin
-            )
+            t_frame = self._frame_time(index, fps, now)
             index += 1
             self.frames_read += 1
             self._last_frame_mono = now
-            if frame is _SKIPPED:
-                self._pass_over(capped=bool(interval) and t_frame < next_due)
-                continue
-            if interval and t_frame < next_due:
-                self.frames_skipped += 1
-                self._release_held()
+            capped = bool(interval) and t_frame < next_due - _EPS
+            if capped or frame is _SKIPPED:  # read in full only when the cap was guessed wrong
+                self._pass_over(capped)
                 continue
             next_due = max(next_due + interval, t_frame) if interval else 0.0
             self._fill(slot, frame, t_frame, wall)
         return _Session(index, steady, False, None)
 
+    def _frame_time(self, index: int, fps: float, now: float) -> float:
+        """The frame's ``t_frame``: a file's position, or a live frame's time since the origin
+        (which also feeds the moving average of the gap between live frames)."""
+        if not self.source.live:
+            t_frame = self._t_offset + index / fps
+        else:
+            t_frame = now - self._origin
+            if index > 0 and self._last_t_frame is not None:
+                self._gap += 0.1 * (min(t_frame - self._last_t_frame, 1.0) - self._gap)
+        self._last_t_frame = t_frame
+        return t_frame
+
     def _skipper(self, index: int, fps: float, next_due: float | None) -> Callable[[], bool] | None:
-        """The source's ``skip`` when motion gating passes over the next frame (or the fps
-        cap would drop it anyway), else None."""
+        """The source's ``skip`` (decode without converting) when the fps cap will drop the next
+        frame anyway, or motion gating passes over it; else None (the frame is read in full).
+
+        A file's next frame time is exact. A live source's is a guess: the last frame's time
+        plus 1.5 observed gaps (a moving average of the time between its frames), so a frame
+        that arrives a little late is still read when it may be due, not skipped."""
         skip: Callable[[], bool] | None = getattr(self.source, "skip", None)
-        if self.motion is None or skip is None:
+        if skip is None or (self.motion is None and next_due is None):
             return None
         if self.source.live:  # the next frame comes about a frame after the last one
             last = self._last_t_frame
-            t_next = (last + 1.0 / fps) if last is not None else self.clock() - self._origin
+            t_next = (last + 1.5 * self._gap) if last is not None else self.clock() - self._origin
         else:
             t_next = self._t_offset + index / fps
-        if next_due is not None and t_next < next_due - 1e-6:
+        if next_due is not None and t_next < next_due - _EPS:
             return skip
+        if self.motion is None:
+            return None
         return None if self.motion.should_look(t_next) else skip
 
     def _pass_over(self, capped: bool) -> None:
         """A frame only decoded: counted as skipped by the fps cap, or else as gated (motion
-        gating did not look at it); its slot given back."""
-        if capped:
+        gating did not look at it); its slot given back. Without motion gating every such
+        frame was the cap's (a live frame guessed early and found due counts there too)."""
+        if capped or self.motion is None:
             self.frames_skipped += 1
-        elif self.motion is not None:
+        else:
             self.motion.skipped()
         self._release_held()
 
