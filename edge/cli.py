@@ -136,11 +136,16 @@ def _add_probe(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON document")
     p.add_argument("--model", help="model package name, package folder or export file to place")
     p.add_argument("--runner", default="auto", choices=RUNNERS, help="runner to check the model against")
+    p.add_argument(
+        "--no-measure",
+        action="store_true",
+        help="with --model and --runner auto: skip timing each backend (show the vendor heuristics only)",
+    )
 
     def handler(args: argparse.Namespace) -> int:
         from edge.commands.probe import cmd_probe
 
-        return cmd_probe(args.model, args.runner, args.json)
+        return cmd_probe(args.model, args.runner, args.json, not args.no_measure)
 
     p.set_defaults(handler=handler)
 

@@ -8,7 +8,7 @@ runner, and builds the decoder for the runner's actual output tensors.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,9 @@ from edge.decoders import (
 )
 from edge.errors import EdgeError, ModelError
 from edge.models import ModelPackage, file_sha256, resolve_model
+from edge.runners.autotune import autotuned_selection
 from edge.runners.base import ModelRunner, RunnerOptions, load_runner, one_line, warm_up
-from edge.runners.select import HardwareInfo, Selection, probe_hardware, select_runner
+from edge.runners.select import Candidate, HardwareInfo, Selection, probe_hardware, select_runner
 from edge.types import Detections, TensorSpec
 
 
@@ -123,11 +124,18 @@ def load_model(
     hardware: HardwareInfo | None = None,
     search_dirs: list[Path] | None = None,
     int8: bool | None = None,
+    state_dir: Path | None = None,
+    autotune: bool = True,
 ) -> LoadedModel:
     """Resolve, verify, select, load and warm a model, and check that its outputs fit its decoder.
 
     ``int8``: None lets the selection decide between a format's float file and its int8 twin,
     True or False asks for one (see ``select_runner``).
+
+    ``runner="auto"`` with a ``state_dir`` and ``autotune`` (the daemon, ``models.<name>.autotune``)
+    times the candidates and keeps the choice in ``<state_dir>/runner-choice.json`` (see
+    ``edge.runners.autotune``); without a ``state_dir`` (``edge infer``, ``edge quantize``) or
+    with ``autotune=False`` the vendor heuristics choose, as ``select_runner`` says.
 
     Every failure is an ``EdgeError`` (``ModelError`` for the model's files) with a one-line
     message naming the file and what was expected, never a library's traceback.
@@ -135,19 +143,18 @@ def load_model(
     started = time.perf_counter()
     try:
         package = ref if isinstance(ref, ModelPackage) else resolve_model(ref, search_dirs)
-        selection = select_runner(package, hardware or probe_hardware(), runner, int8)
+        hw = hardware or probe_hardware()
+        selection = select_runner(package, hw, runner, int8)
+        opts = filled_options(package, options)
+        if runner == "auto" and autotune and state_dir is not None:
+            trials = trial_loader(package, opts, overrides)
+            selection = autotuned_selection(package, hw, opts, int8, state_dir, selection, trials)
         path = package.verified_file(selection.format, selection.int8)
     except EdgeError:
         raise
     except Exception as exc:  # a safety net: the checks above should have said what is wrong
         where = ref.origin if isinstance(ref, ModelPackage) else ref
         raise ModelError(f"{where}: cannot load the model ({type(exc).__name__}: {one_line(exc)})") from exc
-    opts = options or RunnerOptions()
-    if opts.input_hw is None and package.input.size:  # pins dynamic-size engines (TensorRT) to the manifest
-        opts = replace(opts, input_hw=(package.input.size[1], package.input.size[0]))
-    if opts.preprocess is None:
-        size = package.input.size or (0, 0)  # a runner that folds preprocessing keeps its own size
-        opts = replace(opts, preprocess=package.input_format(*size))
     loaded = load_runner(selection.backend, path, replace(opts, warmup=False))
     try:
         return _finish_loading(package, selection, path, loaded, opts, overrides, started)
@@ -156,6 +163,38 @@ def load_model(
         if isinstance(exc, EdgeError) or not isinstance(exc, Exception):
             raise
         raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {one_line(exc)})") from exc
+
+
+def filled_options(package: ModelPackage, options: RunnerOptions | None) -> RunnerOptions:
+    """``options`` with what the package says filled in: the input size (pins dynamic-size
+    engines, TensorRT, to the manifest) and the preprocessing a runner may fold into its graph."""
+    opts = options or RunnerOptions()
+    if opts.input_hw is None and package.input.size:
+        opts = replace(opts, input_hw=(package.input.size[1], package.input.size[0]))
+    if opts.preprocess is None:
+        size = package.input.size or (0, 0)  # a runner that folds preprocessing keeps its own size
+        opts = replace(opts, preprocess=package.input_format(*size))
+    return opts
+
+
+def trial_loader(
+    package: ModelPackage, options: RunnerOptions, overrides: Mapping[str, Any] | None = None
+) -> Callable[[Candidate], LoadedModel]:
+    """Loads a candidate as ``load_model`` would, without warm-up (``autotune`` times its runs)."""
+    opts = replace(options, warmup=False)
+
+    def load(candidate: Candidate) -> LoadedModel:
+        started = time.perf_counter()
+        path = package.verified_file(candidate.format, candidate.int8)
+        selection = Selection(candidate.backend, candidate.format, path, (), candidate.int8)
+        runner = load_runner(candidate.backend, path, opts)
+        try:
+            return _finish_loading(package, selection, path, runner, opts, overrides, started)
+        except BaseException:
+            runner.close()
+            raise
+
+    return load
 
 
 def _finish_loading(

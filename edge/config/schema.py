@@ -258,6 +258,12 @@ class ModelConfig(Strict):
         "a package folder, or a bare export file (.onnx, .tflite, .xml, *_openvino_model/, .engine)."
     )
     runner: Literal["auto", "onnxruntime", "openvino", "litert", "tensorrt"] = "auto"
+    autotune: bool = Field(
+        True,
+        description="With runner: auto, time each installed backend that reads the model at its "
+        "first start on this machine and run the fastest whose outputs match the reference backend's; "
+        "the choice is kept in state_dir/runner-choice.json. false: choose by vendor heuristics.",
+    )
     device: str = Field("CPU", description="OpenVINO device: CPU, GPU, NPU or AUTO.")
     precision: Literal["f32", "f16", "bf16"] | None = Field(
         None,

@@ -187,6 +187,7 @@ class Application:
             mc.path, mc.runner, options=runner_options(mc, state_dir=cfg.state_dir),
             overrides=decode_overrides(mc), hardware=self.hardware,
             search_dirs=default_search_dirs([cfg.models_dir]), int8=mc.int8,
+            state_dir=cfg.state_dir, autotune=mc.autotune,
         )  # fmt: skip
         log.info(
             "model %s: %s on %s (%s), loaded and warmed in %.0f ms",

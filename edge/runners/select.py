@@ -60,6 +60,16 @@ class HardwareInfo:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A backend and the file it would run (``runner: auto`` with measurement times each)."""
+
+    backend: str
+    format: str
+    path: Path
+    int8: bool = False
+
+
+@dataclass(frozen=True)
 class Selection:
     backend: str
     format: str
@@ -197,6 +207,26 @@ def _pick_file(
         if fmt in package.files:
             return fmt, False, package.files[fmt]
     return None
+
+
+def candidates(package: ModelPackage, hw: HardwareInfo, int8: bool | None = None) -> list[Candidate]:
+    """Every usable backend with the file ``_pick_file`` gives it: its float file, and as a
+    candidate of its own the int8 twin where ``int8_verdict`` lets the twin run. ``int8`` True
+    keeps only twins (when a usable backend reads one), False only float files. TensorRT is
+    left out: building its engine takes minutes, so ``runner: tensorrt`` (or the heuristics on
+    a Jetson) choose it."""
+    twins = {fmt: int8_verdict(package, fmt, hw, int8)[0] for fmt in package.int8_files}
+    found: list[Candidate] = []
+    for backend in BACKENDS:
+        if backend == "tensorrt" or not usable(backend, hw):
+            continue
+        for allowed in ({}, twins):
+            picked = _pick_file(package, backend, allowed)
+            if picked is not None and picked[1] == bool(allowed):
+                found.append(Candidate(backend, picked[0], picked[2], picked[1]))
+    if int8 and any(c.int8 for c in found):
+        found = [c for c in found if c.int8]
+    return list(dict.fromkeys(found))
 
 
 def _hardware_order(package: ModelPackage, hw: HardwareInfo, reasons: list[str]) -> list[str]:
