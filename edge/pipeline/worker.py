@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from edge.telemetry.figures import LATENCY_BUCKETS
 from edge.tracking.bytetrack import ByteTracker
 from edge.types import Detections
 
+LATENCY_WINDOW = 4096  # per camera: the latest frames' latencies kept (bounded, a 24/7 daemon)
 GATED = -1  # in the async queue: a gated frame, finished without inference in its turn
 
 log = logging.getLogger("edge.pipeline")
@@ -51,6 +52,14 @@ class CameraChannel:
     tracker: ByteTracker | None = None  # used by the worker thread only
     last_dets: Detections | None = None  # the last decoded detections: reused for gated frames
     gated: int = 0  # frames processed without inference (the scene stood still)
+    # Seconds from the frame's decode (``slot.t_wall``) to the end of ``_finish`` (rules
+    # evaluated, events handed to the actions), for the most recent frames: ``edge bench``.
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    @property
+    def inferred(self) -> int:
+        """Frames that ran through the model (processed less gated)."""
+        return self.processed - self.gated
 
     @property
     def finished(self) -> bool:
@@ -99,6 +108,8 @@ class WorkerStats:
     stage_ms: dict[str, float]
     idle: bool
     last_progress_age: float
+    inferred: int = 0  # frames that ran inference
+    infer_seconds: float = 0.0  # their inference time, summed (submit to result)
 
 
 @dataclass
@@ -240,6 +251,8 @@ class InferenceWorker(threading.Thread):
             },
             idle=self._idle,
             last_progress_age=time.monotonic() - self._last_progress,
+            inferred=t.inferred,
+            infer_seconds=t.infer,
         )
 
     def stop(self) -> None:
@@ -426,6 +439,7 @@ class InferenceWorker(threading.Thread):
         if tap is not None and tap.wants(ch.name):  # only while somebody watches this camera
             self._offer(tap, ch.name, slot, dets)
         ch.last_frame = info
+        ch.latencies.append(time.time() - slot.t_wall)
         ch.processed += 1
         ch.detections += len(dets)
         self.processed += 1

@@ -1,0 +1,265 @@
+"""``edge bench --cameras N``: N cameras on one model in one ``Application``, in real time.
+
+Each camera is the same clip played as a live camera would deliver it (``realtime: true``,
+``loop: true``: paced at the clip's own frame rate, a ``latest`` ring that drops the oldest
+frame when the worker is behind), capped at ``--detect-fps`` (the camera's ``fps`` field).
+After a warm-up the counters are read twice, ``seconds`` apart, and reported per camera:
+
+* decode fps: frames read from the source (decoded; those the cap drops are only decoded);
+* detect fps: frames run through the model; its ratio to the target is the fairness figure;
+* dropped: frames overwritten or passed over in the ring (the worker was behind), and frames
+  skipped by the fps cap, separately (the cap's are expected: decode fps - detect fps);
+* latency p50/p99: from the frame's decode (``slot.t_wall``) to the end of the worker's
+  ``_finish`` (decoded, tracked, rules evaluated, events handed to the actions);
+
+and for the process: CPU % (of one core), peak RSS, and where the CPU time went (decode,
+preprocess, inference), so the limit can be read from the report.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.config import parse_config
+from edge.daemon.app import Application
+
+WITHIN = 0.10  # a camera is held when its detect fps is within 10 % of the target
+
+
+@dataclass(frozen=True)
+class CameraFigures:
+    """One camera over the measured window."""
+
+    name: str
+    decode_fps: float
+    detect_fps: float
+    ratio: float  # detect fps / target
+    dropped: int  # overwritten or passed over in the ring: the worker was behind
+    skipped: int  # dropped by the fps cap (only decoded)
+    latency_p50_ms: float
+    latency_p99_ms: float
+
+
+@dataclass(frozen=True)
+class Fairness:
+    """How evenly the cameras got their target rate."""
+
+    min_ratio: float
+    max_ratio: float
+    within: int  # cameras whose detect fps is within 10 % of the target
+    cameras: int
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Every camera's counters and the process CPU time at one moment."""
+
+    t: float
+    cpu: float
+    read: dict[str, int]
+    inferred: dict[str, int]
+    dropped: dict[str, int]
+    skipped: dict[str, int]
+    read_s: dict[str, float]
+    pre_s: dict[str, float]
+    infer_s: float
+    inferences: int
+
+
+@dataclass(frozen=True)
+class CamerasReport:
+    model: str
+    runner: str
+    file: str
+    video: str
+    cameras: int
+    target_fps: float
+    seconds: float
+    cpu_percent: float  # of one core; this machine has ``cores``
+    cores: int
+    peak_rss_mb: float
+    # Mean wall time of each stage, waits for the CPU (and the GIL) included: on an overloaded
+    # box every figure grows; the profile (py-spy) says which stage really costs.
+    stage_ms: dict[str, float]
+    latency_p50_ms: float  # over every camera
+    latency_p99_ms: float
+    fairness: Fairness
+    per_camera: tuple[CameraFigures, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def bench_config(model_ref: str, runner: str, video: Path, cameras: int, fps: float, state_dir: Path) -> str:
+    """The config text: ``cameras`` real-time looping file cameras on one model, no MQTT, no
+    event log (nothing written but into ``state_dir``)."""
+    cams = "\n".join(
+        f'  cam{i:02d}: {{source: {{type: file, path: "{video}", loop: true, realtime: true}}, '
+        f"model: m, fps: {fps:g}}}"
+        for i in range(1, cameras + 1)
+    )
+    return f"""
+state_dir: "{state_dir}"
+status_interval: 1h
+models: {{m: {{path: "{model_ref}", runner: {runner}}}}}
+cameras:
+{cams}
+mqtt: {{enabled: false}}
+actions: {{event_log: false}}
+"""
+
+
+def read_counters(app: Application) -> Counters:
+    """Every camera's counters now (the threads keep running; each figure is read once)."""
+    caps, chans = app.captures, app.channels
+    worker = app.workers["m"].stats()
+    return Counters(
+        t=time.monotonic(),
+        cpu=_cpu(),
+        read={n: c.frames_read for n, c in caps.items()},
+        inferred={n: ch.inferred for n, ch in chans.items()},
+        dropped={n: ch.ring.dropped for n, ch in chans.items()},
+        skipped={n: c.frames_skipped for n, c in caps.items()},
+        read_s={n: c.read_seconds for n, c in caps.items()},
+        pre_s={n: c.preprocess_seconds for n, c in caps.items()},
+        infer_s=worker.infer_seconds,
+        inferences=worker.inferred,
+    )
+
+
+def _per(seconds: float, count: int) -> float:
+    return round(1000 * seconds / count, 2) if count > 0 else 0.0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return round(1000 * float(np.percentile(values, q)), 1) if values else 0.0
+
+
+def summarise(
+    a: Counters, b: Counters, latencies: dict[str, list[float]], target: float
+) -> tuple[tuple[CameraFigures, ...], Fairness]:
+    """Per-camera figures over the window from ``a`` to ``b``, and the fairness figure."""
+    dt = max(b.t - a.t, 1e-9)
+    rows = []
+    for name in sorted(b.read):
+        detect = (b.inferred[name] - a.inferred.get(name, 0)) / dt
+        lat = latencies.get(name, [])
+        rows.append(
+            CameraFigures(
+                name=name,
+                decode_fps=round((b.read[name] - a.read.get(name, 0)) / dt, 2),
+                detect_fps=round(detect, 2),
+                ratio=round(detect / target, 3),
+                dropped=b.dropped[name] - a.dropped.get(name, 0),
+                skipped=b.skipped[name] - a.skipped.get(name, 0),
+                latency_p50_ms=_percentile(lat, 50),
+                latency_p99_ms=_percentile(lat, 99),
+            )
+        )
+    ratios = [r.ratio for r in rows] or [0.0]
+    within = sum(1 for r in rows if abs(r.ratio - 1.0) <= WITHIN)
+    return tuple(rows), Fairness(min(ratios), max(ratios), within, len(rows))
+
+
+def run_cameras_bench(
+    model_ref: str,
+    video: Path,
+    cameras: int,
+    detect_fps: float,
+    seconds: float,
+    runner: str = "auto",
+    warmup: float = 3.0,
+) -> CamerasReport:
+    """Run ``cameras`` real-time cameras for ``warmup`` + ``seconds`` and measure the last
+    ``seconds``; everything is written into a temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as state_dir:
+        text = bench_config(model_ref, runner, video, cameras, detect_fps, Path(state_dir))
+        app = Application(parse_config(text, "<bench>"))
+        app.start()
+        try:
+            time.sleep(warmup)
+            for ch in app.channels.values():
+                ch.latencies.clear()
+            a = read_counters(app)
+            time.sleep(seconds)
+            b = read_counters(app)
+            latencies = {n: list(ch.latencies) for n, ch in app.channels.items()}
+            model = app.models["m"]
+            backend, file = model.selection.backend, model.selection.path.name
+        finally:
+            app.stop()
+    return make_report(model_ref, backend, file, video, detect_fps, a, b, latencies)
+
+
+def make_report(
+    model_ref: str,
+    backend: str,
+    file: str,
+    video: Path,
+    target: float,
+    a: Counters,
+    b: Counters,
+    latencies: dict[str, list[float]],
+) -> CamerasReport:
+    """The report over the window ``a`` to ``b``."""
+    dt = max(b.t - a.t, 1e-9)
+    rows, fairness = summarise(a, b, latencies, target)
+    inferences = b.inferences - a.inferences
+    infer_s = b.infer_s - a.infer_s
+    reads = sum(b.read.values()) - sum(a.read.values())
+    converted = reads - (sum(b.skipped.values()) - sum(a.skipped.values()))
+    stage_ms = {
+        "decode (per frame read)": _per(sum(b.read_s.values()) - sum(a.read_s.values()), reads),
+        "preprocess (per frame handed on)": _per(sum(b.pre_s.values()) - sum(a.pre_s.values()), converted),
+        "inference (submit to result)": _per(infer_s, inferences),
+    }
+    everything = [v for lat in latencies.values() for v in lat]
+    return CamerasReport(
+        model=model_ref, runner=backend, file=file, video=str(video), cameras=len(rows),
+        target_fps=target, seconds=round(dt, 2),
+        cpu_percent=round(100 * (b.cpu - a.cpu) / dt, 1), cores=os.cpu_count() or 1,
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        stage_ms=stage_ms,
+        latency_p50_ms=_percentile(everything, 50), latency_p99_ms=_percentile(everything, 99),
+        fairness=fairness, per_camera=rows,
+    )  # fmt: skip
+
+
+def format_cameras_report(r: CamerasReport) -> str:
+    """The report as a text table."""
+    f = r.fairness
+    lines = [
+        f"{r.cameras} camera(s) x {r.target_fps:g} detect fps, model {r.model} on {r.runner} ({r.file}), "
+        f"video {r.video}, measured {r.seconds:.1f} s",
+        f"  {'camera':<8} {'decode fps':>10} {'detect fps':>10} {'/target':>8} {'dropped':>8} "
+        f"{'capped':>7} {'p50 ms':>8} {'p99 ms':>8}",
+    ]
+    for c in r.per_camera:
+        lines.append(
+            f"  {c.name:<8} {c.decode_fps:10.2f} {c.detect_fps:10.2f} {c.ratio:8.3f} {c.dropped:8d} "
+            f"{c.skipped:7d} {c.latency_p50_ms:8.1f} {c.latency_p99_ms:8.1f}"
+        )
+    lines.append(
+        f"  fairness: detect/target min {f.min_ratio:.3f} max {f.max_ratio:.3f}; "
+        f"{f.within}/{f.cameras} camera(s) within {WITHIN:.0%} of target"
+    )
+    lines.append(
+        f"  latency decode->end of rules, all cameras: p50 {r.latency_p50_ms:.1f} ms, "
+        f"p99 {r.latency_p99_ms:.1f} ms"
+    )
+    lines.append(f"  CPU {r.cpu_percent:.0f}% of one core ({r.cores} cores), peak RSS {r.peak_rss_mb:.0f} MB")
+    lines.append("  wall ms: " + ", ".join(f"{k} {v:.1f}" for k, v in r.stage_ms.items()))
+    return "\n".join(lines)
