@@ -260,6 +260,17 @@ def _add_preview(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=handler)
 
 
+def _rate(text: str) -> float:
+    """Frames per second: a finite number more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frames per second, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 frames per second, got {text}")
+    return value
+
+
 def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "bench", parents=[common], help="bare runner vs naive loop vs full pipeline, on one video"
@@ -281,8 +292,27 @@ def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         "--bare-runs", type=positive_int, default=200, help="inferences on one ready tensor (default: 200)"
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    p.add_argument(
+        "--cameras", type=positive_int,
+        help="instead: N real-time cameras (the video looped at its own frame rate) on the model in "
+        "one pipeline; per-camera decode/detect fps, drops, latency, fairness, CPU and RSS",
+    )  # fmt: skip
+    p.add_argument(
+        "--detect-fps", type=_rate, default=5.0,
+        help="with --cameras: each camera's fps cap, the detect rate it should hold (default: 5)",
+    )  # fmt: skip
+    p.add_argument(
+        "--seconds", type=positive_duration, default=30.0,
+        help="with --cameras: seconds measured, after a warm-up (default: 30)",
+    )  # fmt: skip
+    p.add_argument(
+        "--warmup", type=positive_duration, default=3.0,
+        help="with --cameras: seconds run before measuring (default: 3)",
+    )  # fmt: skip
 
     def handler(args: argparse.Namespace) -> int:
+        if args.cameras is not None:
+            return _bench_cameras(args)
         from edge.bench import format_report, run_bench
 
         report = run_bench(
@@ -293,6 +323,18 @@ def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         return 0
 
     p.set_defaults(handler=handler)
+
+
+def _bench_cameras(args: argparse.Namespace) -> int:
+    from edge.bench_cameras import format_cameras_report, run_cameras_bench
+
+    if not args.video.is_file():
+        raise EdgeError(f"{args.video}: no such video file (--video)")
+    report = run_cameras_bench(
+        args.model, args.video, args.cameras, args.detect_fps, args.seconds, args.runner, args.warmup
+    )
+    print(json.dumps(report.as_dict(), indent=2) if args.json else format_cameras_report(report))
+    return 0
 
 
 def _add_outbox(sub: Subparsers, common: argparse.ArgumentParser) -> None:
