@@ -6,6 +6,10 @@ preferred backend cannot read any file the package has, the backend native to an
 file is used. A format with an int8 twin (``edge quantize``) runs the twin unless the gate's
 report measured it slower than float on this very CPU, or the caller asks for float. Every step
 is recorded as a reason so ``edge probe`` can say why.
+
+These are the vendor heuristics. The daemon measures instead (``edge.runners.autotune``, on
+by default: ``models.<name>.autotune``), timing the ``candidates`` listed here; the heuristics
+remain for ``autotune: false``, for commands without a state directory, and as the fallback.
 """
 
 from __future__ import annotations
