@@ -24,7 +24,9 @@ from onnx_graphs import ultralytics_metadata, yolov8_like_model
 
 from edge.buffer.preprocess import LetterboxPreprocessor
 from edge.commands.probe import format_report, probe_report
+from edge.config import parse_config
 from edge.config.schema import ModelConfig
+from edge.daemon.app import Application
 from edge.inference import filled_options, load_model, trial_loader
 from edge.models import ModelPackage, resolve_model
 from edge.runners.autotune import (
@@ -401,6 +403,26 @@ def test_heuristics_when_not_measuring(
     model.close()
     assert model.selection == select_runner(model.package, hw, runner)
     assert not (tmp_path / FILENAME).exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "measured"), [("", True), ("autotune: true, ", True), ("autotune: false, ", False)]
+)
+def test_the_daemon_measures_in_its_state_dir(
+    models_dir: Path, demo_clip: Path, tmp_path: Path, setting: str, measured: bool
+) -> None:
+    require_backend("litert")
+    text = f"""
+state_dir: {tmp_path}
+models: {{m: {{{setting}path: blazeface}}}}
+cameras: {{c: {{source: {{type: file, path: "{demo_clip}"}}, model: m}}}}
+mqtt: {{enabled: false}}
+"""
+    app = Application(parse_config(text, "x.yaml"))
+    model = app._load_model(app.loaded.config, "m")
+    model.close()
+    assert (tmp_path / FILENAME).exists() == measured
+    assert model.selection.reasons[0].startswith("autotune: ") == measured
 
 
 def test_model_config_autotune() -> None:
