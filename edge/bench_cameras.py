@@ -103,7 +103,15 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def bench_config(model_ref: str, runner: str, video: Path, cameras: int, fps: float, state_dir: Path) -> str:
+def bench_config(
+    model_ref: str,
+    runner: str,
+    video: Path,
+    cameras: int,
+    fps: float,
+    state_dir: Path,
+    threads: int | None = None,
+) -> str:
     """The config text: ``cameras`` real-time looping file cameras on one model, no MQTT, no
     event log (nothing written but into ``state_dir``)."""
     cams = "\n".join(
@@ -114,7 +122,7 @@ def bench_config(model_ref: str, runner: str, video: Path, cameras: int, fps: fl
     return f"""
 state_dir: "{state_dir}"
 status_interval: 1h
-models: {{m: {{path: "{model_ref}", runner: {runner}}}}}
+models: {{m: {{path: "{model_ref}", runner: {runner}{f", threads: {threads}" if threads else ""}}}}}
 cameras:
 {cams}
 mqtt: {{enabled: false}}
@@ -182,11 +190,12 @@ def run_cameras_bench(
     seconds: float,
     runner: str = "auto",
     warmup: float = 3.0,
+    threads: int | None = None,
 ) -> CamerasReport:
     """Run ``cameras`` real-time cameras for ``warmup`` + ``seconds`` and measure the last
     ``seconds``; everything is written into a temporary folder, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as state_dir:
-        text = bench_config(model_ref, runner, video, cameras, detect_fps, Path(state_dir))
+        text = bench_config(model_ref, runner, video, cameras, detect_fps, Path(state_dir), threads)
         app = Application(parse_config(text, "<bench>"))
         app.start()
         try:

@@ -309,6 +309,10 @@ def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         "--warmup", type=positive_duration, default=3.0,
         help="with --cameras: seconds run before measuring (default: 3)",
     )  # fmt: skip
+    p.add_argument(
+        "--threads", type=positive_int,
+        help="with --cameras: the model's inference threads (models.<name>.threads; default: the runner's)",
+    )  # fmt: skip
 
     def handler(args: argparse.Namespace) -> int:
         if args.cameras is not None:
@@ -331,8 +335,9 @@ def _bench_cameras(args: argparse.Namespace) -> int:
     if not args.video.is_file():
         raise EdgeError(f"{args.video}: no such video file (--video)")
     report = run_cameras_bench(
-        args.model, args.video, args.cameras, args.detect_fps, args.seconds, args.runner, args.warmup
-    )
+        args.model, args.video, args.cameras, args.detect_fps, args.seconds, args.runner, args.warmup,
+        threads=args.threads,
+    )  # fmt: skip
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_cameras_report(report))
     return 0
 

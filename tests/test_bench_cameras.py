@@ -47,10 +47,13 @@ def test_fairness_figure(
     assert all(r.decode_fps == 25.0 and r.skipped == 125 for r in rows)
 
 
-@pytest.mark.parametrize("cameras", [1, 3, 16])
-def test_config_has_real_time_looping_capped_cameras(tmp_path: Path, cameras: int) -> None:
-    cfg = parse_config(bench_config("m.onnx", "auto", tmp_path / "v.mp4", cameras, 2.5, tmp_path), "x").config
-    assert len(cfg.cameras) == cameras
+@pytest.mark.parametrize(("cameras", "threads"), [(1, None), (3, 1), (16, 2)])
+def test_config_has_real_time_looping_capped_cameras(
+    tmp_path: Path, cameras: int, threads: int | None
+) -> None:
+    text = bench_config("m.onnx", "auto", tmp_path / "v.mp4", cameras, 2.5, tmp_path, threads)
+    cfg = parse_config(text, "x").config
+    assert len(cfg.cameras) == cameras and cfg.models["m"].threads == threads
     for cam in cfg.cameras.values():
         assert cam.fps == 2.5 and cam.source.type == "file"
         assert cam.source.realtime and cam.source.loop
