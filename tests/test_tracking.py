@@ -449,3 +449,48 @@ def test_trackers_that_share_an_id_counter_never_reuse_an_id() -> None:
     second = ByteTracker(TrackerConfig(confirm_frames=1), counter)
     assert ids(second.update(dets((400, 100, 460, 250, 0.9, 0)), 0.0)) == [2]
     assert ids(ByteTracker(TrackerConfig(confirm_frames=1)).update(dets((1, 1, 50, 50, 0.9, 0)), 0.0)) == [1]
+
+
+@pytest.mark.parametrize(
+    ("seed", "rows", "cols", "density"),
+    [(seed, r, c, d) for seed in range(40) for r, c, d in ((1, 1, 1.0), (3, 4, 0.3), (6, 5, 0.15), (8, 8, 0.6))],
+)
+def test_assignment_without_competition_is_scipys(seed: int, rows: int, cols: int, density: float) -> None:
+    """The shortcut for matrices where no two tracks want one detection gives exactly the
+    optimal matching SciPy gives; competing ones go to SciPy."""
+    from scipy.optimize import linear_sum_assignment
+
+    from edge.tracking.bytetrack import _assign
+
+    rng = np.random.default_rng(seed)
+    gain = rng.uniform(0.0, 1.0, (rows, cols)) * (rng.uniform(size=(rows, cols)) < density)
+    threshold = 0.2
+    sub = np.where(gain >= threshold, gain, 0.0)
+    r, c = linear_sum_assignment(sub, maximize=True)
+    want = sorted((int(i), int(j)) for i, j in zip(r, c, strict=True) if sub[i, j] > 0)
+    got = _assign(gain, np.arange(rows), np.arange(cols), threshold)
+    assert got == sorted(got)
+    assert sum(sub[i, j] for i, j in got) == pytest.approx(sum(sub[i, j] for i, j in want))
+    assert len(got) == len(want)
+
+
+def test_daemon_does_not_load_scipy_optimize_until_tracks_compete() -> None:
+    """SciPy's optimiser is about 40 MB resident: importing the daemon, and tracking objects that
+    stay apart, do not load it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "import edge.daemon.app\n"
+        "from edge.tracking.bytetrack import ByteTracker\n"
+        "from edge.types import Detections\n"
+        "t = ByteTracker()\n"
+        "for i in range(20):\n"
+        "    x = 10.0 + 2 * i\n"
+        "    boxes = np.array([[x, 10, x + 40, 90], [x + 300, 10, x + 340, 90]], np.float32)\n"
+        "    t.update(Detections(boxes, np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64)), i / 10)\n"
+        "print('scipy.optimize' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False"
