@@ -3,6 +3,8 @@
 Each camera is the same clip played as a live camera would deliver it (``realtime: true``,
 ``loop: true``: paced at the clip's own frame rate, a ``latest`` ring that drops the oldest
 frame when the worker is behind), capped at ``--detect-fps`` (the camera's ``fps`` field).
+With ``--rtsp`` the cameras read N RTSP streams of the clip from a local GStreamer RTSP server
+instead (live sources: frame times on the live clock, reconnects, read timeouts).
 After a warm-up the counters are read twice, ``seconds`` apart, and reported per camera:
 
 * decode fps: frames read from the source (decoded; those the cap drops are only decoded);
@@ -18,20 +20,56 @@ preprocess, inference), so the limit can be read from the report.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
+import select
+import shutil
+import socket
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge.config import parse_config
 from edge.daemon.app import Application
+from edge.errors import EdgeError
 
 WITHIN = 0.10  # a camera is held when its detect fps is within 10 % of the target
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where python3-gi and GStreamer's RTSP server live
+
+# GStreamer's RTSP server (Debian gir1.2-gst-rtsp-server-1.0, python3-gi, gstreamer1.0-plugins-
+# base/good/bad), run by the system Python: argv = port, file, cameras. Each mount plays the
+# H.264 file in real time without re-encoding (demux and payload only). Prints "ready".
+RTSP_SERVER = """
+import sys
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer
+Gst.init(None)
+port, path, cameras = sys.argv[1], sys.argv[2], int(sys.argv[3])
+server = GstRtspServer.RTSPServer()
+server.set_address("127.0.0.1")
+server.set_service(port)
+for i in range(1, cameras + 1):
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f"( filesrc location={path} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+    factory.set_shared(True)
+    server.get_mount_points().add_factory(f"/cam{i:02d}", factory)
+server.attach(None)
+print("ready", flush=True)
+GLib.MainLoop().run()
+"""
 
 
 @dataclass(frozen=True)
@@ -80,6 +118,7 @@ class CamerasReport:
     runner: str
     file: str
     video: str
+    source: str  # file (real-time, looped) or rtsp (a local server)
     cameras: int
     target_fps: float
     seconds: float
@@ -111,13 +150,14 @@ def bench_config(
     fps: float,
     state_dir: Path,
     threads: int | None = None,
+    urls: list[str] | None = None,
 ) -> str:
-    """The config text: ``cameras`` real-time looping file cameras on one model, no MQTT, no
-    event log (nothing written but into ``state_dir``)."""
+    """The config text: ``cameras`` real-time looping file cameras (or, given ``urls``, RTSP
+    cameras) on one model, no MQTT, no event log (nothing written but into ``state_dir``)."""
+    file = f'{{type: file, path: "{video}", loop: true, realtime: true}}'
+    sources = [f'{{type: rtsp, url: "{u}"}}' for u in urls] if urls else [file] * cameras
     cams = "\n".join(
-        f'  cam{i:02d}: {{source: {{type: file, path: "{video}", loop: true, realtime: true}}, '
-        f"model: m, fps: {fps:g}}}"
-        for i in range(1, cameras + 1)
+        f"  cam{i:02d}: {{source: {src}, model: m, fps: {fps:g}}}" for i, src in enumerate(sources, 1)
     )
     return f"""
 state_dir: "{state_dir}"
@@ -182,6 +222,70 @@ def summarise(
     return tuple(rows), Fairness(min(ratios), max(ratios), within, len(rows))
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _clip_seconds(video: Path) -> float:
+    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    frames, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    if not (frames > 0 and 0 < fps < 1000):
+        raise EdgeError(f"{video}: cannot tell the video's length (frame count and fps)")
+    return float(frames / fps)
+
+
+@contextmanager
+def rtsp_streams(video: Path, cameras: int, seconds: float, folder: Path) -> Iterator[list[str]]:
+    """Serve ``video`` as ``cameras`` RTSP streams on loopback (GStreamer's RTSP server, a
+    separate process whose CPU is not in the report), each lasting at least ``seconds``: the
+    clip is first repeated into ``folder`` with ``ffmpeg -c copy`` (no re-encoding)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None or not Path(SYSTEM_PYTHON).exists():
+        raise EdgeError("--rtsp needs ffmpeg and /usr/bin/python3 with GStreamer's RTSP server")
+    long = folder / "stream.mp4"
+    loops = math.ceil(seconds / _clip_seconds(video))
+    cmd = [
+        ffmpeg,
+        "-v",
+        "error",
+        "-stream_loop",
+        str(loops),
+        "-i",
+        str(video),
+        "-an",
+        "-c",
+        "copy",
+        "-y",
+        str(long),
+    ]
+    made = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    if made.returncode != 0:
+        raise EdgeError(f"{video}: ffmpeg could not repeat it for --rtsp: {made.stderr.strip()[-200:]}")
+    port = _free_port()
+    server = subprocess.Popen(
+        [SYSTEM_PYTHON, "-c", RTSP_SERVER, str(port), str(long), str(cameras)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None and server.stderr is not None
+        ready, _, _ = select.select([server.stdout], [], [], 30.0)
+        if not ready or server.stdout.readline().strip() != "ready":
+            server.kill()
+            why = server.stderr.read().strip().splitlines()
+            raise EdgeError(f"the RTSP server did not start: {why[-1] if why else 'no answer in 30 s'}")
+        yield [f"rtsp://127.0.0.1:{port}/cam{i:02d}" for i in range(1, cameras + 1)]
+    finally:
+        server.terminate()
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
 def run_cameras_bench(
     model_ref: str,
     video: Path,
@@ -191,26 +295,52 @@ def run_cameras_bench(
     runner: str = "auto",
     warmup: float = 3.0,
     threads: int | None = None,
+    rtsp: bool = False,
 ) -> CamerasReport:
     """Run ``cameras`` real-time cameras for ``warmup`` + ``seconds`` and measure the last
-    ``seconds``; everything is written into a temporary folder, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="edge-bench-") as state_dir:
-        text = bench_config(model_ref, runner, video, cameras, detect_fps, Path(state_dir), threads)
-        app = Application(parse_config(text, "<bench>"))
-        app.start()
-        try:
-            time.sleep(warmup)
-            for ch in app.channels.values():
-                ch.latencies.clear()
-            a = read_counters(app)
-            time.sleep(seconds)
-            b = read_counters(app)
-            latencies = {n: list(ch.latencies) for n, ch in app.channels.items()}
-            model = app.models["m"]
-            backend, file = model.selection.backend, model.selection.path.name
-        finally:
-            app.stop()
-    return make_report(model_ref, backend, file, video, detect_fps, a, b, latencies)
+    ``seconds``; everything is written into a temporary folder, removed afterwards. ``rtsp``:
+    the cameras read RTSP streams of the video from a local server instead of the file."""
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
+        if not rtsp:
+            return _run(
+                model_ref, video, cameras, detect_fps, seconds, runner, warmup, threads, Path(folder), None
+            )
+        with rtsp_streams(video, cameras, warmup + seconds + 30.0, Path(folder)) as urls:
+            return _run(
+                model_ref, video, cameras, detect_fps, seconds, runner, warmup, threads, Path(folder), urls
+            )
+
+
+def _run(
+    model_ref: str,
+    video: Path,
+    cameras: int,
+    detect_fps: float,
+    seconds: float,
+    runner: str,
+    warmup: float,
+    threads: int | None,
+    folder: Path,
+    urls: list[str] | None,
+) -> CamerasReport:
+    state_dir = folder / "state"
+    text = bench_config(model_ref, runner, video, cameras, detect_fps, state_dir, threads, urls)
+    app = Application(parse_config(text, "<bench>"))
+    app.start()
+    try:
+        time.sleep(warmup)
+        for ch in app.channels.values():
+            ch.latencies.clear()
+        a = read_counters(app)
+        time.sleep(seconds)
+        b = read_counters(app)
+        latencies = {n: list(ch.latencies) for n, ch in app.channels.items()}
+        model = app.models["m"]
+        backend, file = model.selection.backend, model.selection.path.name
+    finally:
+        app.stop()
+    source = "rtsp" if urls else "file"
+    return make_report(model_ref, backend, file, video, source, detect_fps, a, b, latencies)
 
 
 def make_report(
@@ -218,6 +348,7 @@ def make_report(
     backend: str,
     file: str,
     video: Path,
+    source: str,
     target: float,
     a: Counters,
     b: Counters,
@@ -237,7 +368,7 @@ def make_report(
     }
     everything = [v for lat in latencies.values() for v in lat]
     return CamerasReport(
-        model=model_ref, runner=backend, file=file, video=str(video), cameras=len(rows),
+        model=model_ref, runner=backend, file=file, video=str(video), source=source, cameras=len(rows),
         target_fps=target, seconds=round(dt, 2),
         cpu_percent=round(100 * (b.cpu - a.cpu) / dt, 1), cores=os.cpu_count() or 1,
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -252,7 +383,7 @@ def format_cameras_report(r: CamerasReport) -> str:
     f = r.fairness
     lines = [
         f"{r.cameras} camera(s) x {r.target_fps:g} detect fps, model {r.model} on {r.runner} ({r.file}), "
-        f"video {r.video}, measured {r.seconds:.1f} s",
+        f"video {r.video} ({r.source}), measured {r.seconds:.1f} s",
         f"  {'camera':<8} {'decode fps':>10} {'detect fps':>10} {'/target':>8} {'dropped':>8} "
         f"{'capped':>7} {'p50 ms':>8} {'p99 ms':>8}",
     ]

@@ -125,6 +125,11 @@ def _add_runner_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="CPU", help="OpenVINO device: CPU, GPU, NPU or AUTO (default: CPU)")
     p.add_argument("--precision", choices=PRECISIONS, help="OpenVINO inference precision hint")
     p.add_argument(
+        "--rtsp", action="store_true",
+        help="with --cameras: read the video as N RTSP streams from a local GStreamer RTSP server "
+        "(needs ffmpeg and Debian's gir1.2-gst-rtsp-server-1.0, python3-gi)",
+    )  # fmt: skip
+    p.add_argument(
         "--threads", type=positive_int, help="inference threads (at least 1; default: the runner's)"
     )
 
@@ -310,6 +315,11 @@ def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help="with --cameras: seconds run before measuring (default: 3)",
     )  # fmt: skip
     p.add_argument(
+        "--rtsp", action="store_true",
+        help="with --cameras: read the video as N RTSP streams from a local GStreamer RTSP server "
+        "(needs ffmpeg and Debian's gir1.2-gst-rtsp-server-1.0, python3-gi)",
+    )  # fmt: skip
+    p.add_argument(
         "--threads", type=positive_int,
         help="with --cameras: the model's inference threads (models.<name>.threads; default: the runner's)",
     )  # fmt: skip
@@ -336,7 +346,7 @@ def _bench_cameras(args: argparse.Namespace) -> int:
         raise EdgeError(f"{args.video}: no such video file (--video)")
     report = run_cameras_bench(
         args.model, args.video, args.cameras, args.detect_fps, args.seconds, args.runner, args.warmup,
-        threads=args.threads,
+        threads=args.threads, rtsp=args.rtsp,
     )  # fmt: skip
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_cameras_report(report))
     return 0
@@ -450,6 +460,11 @@ def _add_quantize(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-frames", type=positive_int, default=50, metavar="N", help="evaluation frames (default: 50)"
     )
+    p.add_argument(
+        "--rtsp", action="store_true",
+        help="with --cameras: read the video as N RTSP streams from a local GStreamer RTSP server "
+        "(needs ffmpeg and Debian's gir1.2-gst-rtsp-server-1.0, python3-gi)",
+    )  # fmt: skip
     p.add_argument(
         "--threads", type=positive_int, help="inference threads for both models (default: the runner's)"
     )

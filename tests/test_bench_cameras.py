@@ -54,6 +54,11 @@ def test_config_has_real_time_looping_capped_cameras(
     text = bench_config("m.onnx", "auto", tmp_path / "v.mp4", cameras, 2.5, tmp_path, threads)
     cfg = parse_config(text, "x").config
     assert len(cfg.cameras) == cameras and cfg.models["m"].threads == threads
+    urls = [f"rtsp://127.0.0.1:8554/cam{i:02d}" for i in range(1, cameras + 1)]
+    live = parse_config(
+        bench_config("m.onnx", "auto", tmp_path / "v.mp4", cameras, 2.5, tmp_path, None, urls), "x"
+    )
+    assert [c.source.url for c in live.config.cameras.values()] == urls  # type: ignore[union-attr]
     for cam in cfg.cameras.values():
         assert cam.fps == 2.5 and cam.source.type == "file"
         assert cam.source.realtime and cam.source.loop
@@ -77,12 +82,27 @@ def test_cameras_bench_reports_every_camera(models_dir: Path, demo_clip: Path, t
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["cameras"] == 2 and report["target_fps"] == 5.0 and report["runner"] == "litert"
+    assert report["source"] == "file"
     assert [c["name"] for c in report["per_camera"]] == ["cam01", "cam02"]
     for cam in report["per_camera"]:
         assert cam["decode_fps"] > 0 and cam["detect_fps"] > 0 and cam["skipped"] > 0
         assert cam["latency_p99_ms"] >= cam["latency_p50_ms"] > 0
     assert report["fairness"]["cameras"] == 2 and report["peak_rss_mb"] > 0
     assert list(tmp_path.iterdir()) == []  # nothing written in the working folder
+
+
+def test_cameras_bench_over_rtsp(models_dir: Path, demo_clip: Path, tmp_path: Path) -> None:
+    """``--rtsp``: the clip served as N streams by a local GStreamer RTSP server."""
+    from test_rtsp_reconnect import require_gst_rtsp
+
+    require_gst_rtsp()
+    out = run(tmp_path, "--model", "blazeface", "--runner", "litert", "--video", str(demo_clip), "--cameras", "2",
+              "--seconds", "2", "--warmup", "2", "--rtsp", "--json", "--log-level", "warning")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["source"] == "rtsp" and len(report["per_camera"]) == 2
+    assert all(cam["decode_fps"] > 0 and cam["detect_fps"] > 0 for cam in report["per_camera"])
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
