@@ -7,8 +7,12 @@ runner, and builds the decoder for the runner's actual output tensors.
 
 from __future__ import annotations
 
+import functools
+import logging
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,10 +31,12 @@ from edge.decoders import (
 )
 from edge.errors import EdgeError, ModelError
 from edge.models import ModelPackage, file_sha256, resolve_model
-from edge.runners.autotune import autotuned_selection
+from edge.runners.autotune import Choice, autotuned_selection
 from edge.runners.base import ModelRunner, RunnerOptions, load_runner, one_line, warm_up
 from edge.runners.select import Candidate, HardwareInfo, Selection, probe_hardware, select_runner
 from edge.types import Detections, TensorSpec
+
+log = logging.getLogger("edge.autotune")
 
 
 @dataclass
@@ -143,12 +149,15 @@ def load_model(
     started = time.perf_counter()
     try:
         package = ref if isinstance(ref, ModelPackage) else resolve_model(ref, search_dirs)
-        hw = hardware or probe_hardware()
+        hw = hardware or probe_hardware(full=False)
         selection = select_runner(package, hw, runner, int8)
         opts = filled_options(package, options)
         if runner == "auto" and autotune and state_dir is not None:
             trials = trial_loader(package, opts, overrides)
-            selection = autotuned_selection(package, hw, opts, int8, state_dir, selection, trials)
+            child = functools.partial(measure_in_child, package, hw, opts, overrides, int8)
+            selection = autotuned_selection(
+                package, hw, opts, int8, state_dir, selection, trials, measure_fn=child
+            )
         path = package.verified_file(selection.format, selection.int8)
     except EdgeError:
         raise
@@ -195,6 +204,43 @@ def trial_loader(
             raise
 
     return load
+
+
+def measure_in_child(
+    package: ModelPackage,
+    hw: HardwareInfo,
+    options: RunnerOptions,
+    overrides: Mapping[str, Any] | None,
+    int8: bool | None,
+    timeout: float = 120.0,
+    command: Sequence[str] | None = None,
+) -> Choice | None:
+    """``autotune.measure`` in a child process (``python -m edge.runners.measure_child``): the
+    daemon keeps only the backend it runs in memory (each backend library, once loaded, stays
+    resident: 15 to 50 MB), and a backend that crashes while being timed costs the
+    measurement, not the daemon. None (the caller falls back to the heuristics) when the child
+    fails, dies or takes longer than ``timeout``. ``command`` replaces the child's argv (tests)."""
+    from edge.runners import measure_child
+
+    try:
+        request = measure_child.encode(package, hw, options, overrides, int8)
+        done = subprocess.run(
+            list(command or (sys.executable, "-m", "edge.runners.measure_child")),
+            input=request, capture_output=True, timeout=timeout, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        log.warning("autotune %s: no answer from the measuring process in %.0f s", package.name, timeout)
+        return None
+    except Exception as exc:  # e.g. something in the package that cannot be pickled
+        log.warning("autotune %s: cannot run the measuring process (%s)", package.name, one_line(exc))
+        return None
+    if done.returncode != 0:
+        why = one_line(RuntimeError(done.stderr.decode("utf-8", "replace") or "no message"))
+        log.warning(
+            "autotune %s: the measuring process failed (exit code %s: %s)", package.name, done.returncode, why
+        )
+        return None
+    return measure_child.decode(done.stdout)
 
 
 def _finish_loading(

@@ -425,6 +425,71 @@ mqtt: {{enabled: false}}
     assert model.selection.reasons[0].startswith("autotune: ") == measured
 
 
+def test_measuring_happens_in_a_child_process(models_dir: Path, tmp_path: Path) -> None:
+    """The daemon process imports only the backend it runs: the others were timed in a child."""
+    import subprocess
+    import sys
+
+    require_backend("litert")
+    require_backend("openvino")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from edge.inference import load_model\n"
+        f"m = load_model('blazeface', search_dirs=[Path({str(models_dir)!r})], state_dir=Path({str(tmp_path)!r}))\n"
+        "loaded = {'litert': 'ai_edge_litert', 'openvino': 'openvino'}\n"
+        "print(m.selection.backend, sorted(b for b, mod in loaded.items() if mod in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    backend, imported = out.stdout.strip().split(" ", 1)
+    assert imported == f"['{backend}']"
+    assert (tmp_path / FILENAME).exists()
+
+
+CRASH = ("-c", "import os; os.abort()")
+
+
+@pytest.mark.parametrize(
+    ("break_it", "warning"),
+    [
+        ("timeout", "no answer from the measuring process in 0 s"),
+        ("crash", "the measuring process failed (exit code -6"),
+        ("missing file", None),  # the child measures nothing and says so: None, no crash
+    ],
+)
+def test_a_failed_child_leaves_the_heuristics(
+    models_dir: Path,
+    hw: HardwareInfo,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    break_it: str,
+    warning: str | None,
+) -> None:
+    import shutil
+    import sys
+
+    from edge.inference import measure_in_child
+
+    pkg_dir = tmp_path / "pkg"
+    shutil.copytree(models_dir / "blazeface", pkg_dir)
+    package = resolve_model(str(pkg_dir))
+    options = filled_options(package, None)
+    timeout, command = 120.0, None
+    if break_it == "timeout":
+        timeout = 0.001
+    elif break_it == "crash":
+        command = (sys.executable, *CRASH)
+    else:
+        (pkg_dir / "face_detection_short_range.tflite").unlink()
+    with caplog.at_level(logging.WARNING, logger="edge.autotune"):
+        assert measure_in_child(package, hw, options, None, None, timeout=timeout, command=command) is None
+    said = [r.getMessage() for r in caplog.records]
+    if warning is None:
+        assert said == []
+    else:
+        assert any(m.startswith(f"autotune blazeface: {warning}") for m in said), said
+
+
 def test_model_config_autotune() -> None:
     assert ModelConfig(path="m").autotune is True
     assert ModelConfig.model_validate({"path": "m", "autotune": False}).autotune is False

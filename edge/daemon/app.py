@@ -43,6 +43,7 @@ from edge.daemon.reload import enabled_cameras, rule_pairs
 from edge.daemon.reloading import reload_config
 from edge.daemon.supervisor import Supervisor
 from edge.inference import LoadedModel, decode_overrides, load_model, runner_options
+from edge.memory import release_free_heap
 from edge.models import default_search_dirs
 from edge.pipeline.worker import CameraChannel, FrameBudget, InferenceWorker
 from edge.preview.server import PreviewServer, PreviewSource
@@ -158,6 +159,7 @@ class Application:
             self.budget = FrameBudget(self.max_frames)
         for name in sorted({c.model for c in cameras.values()}):
             self.models[name] = self._load_model(cfg, name)
+        release_free_heap()  # what compiling the models freed goes back to the system
         self.dispatcher = ActionDispatcher(self._build_actions(cfg))
         for name in self.models:
             self.workers[name] = self._build_worker(cfg, name, cameras)
@@ -182,7 +184,7 @@ class Application:
     def _load_model(self, cfg: EdgeConfig, name: str) -> LoadedModel:
         mc = cfg.models[name]
         if self.hardware is None:  # probed once, not per model
-            self.hardware = probe_hardware()
+            self.hardware = probe_hardware(full=False)
         model = load_model(
             mc.path, mc.runner, options=runner_options(mc, state_dir=cfg.state_dir),
             overrides=decode_overrides(mc), hardware=self.hardware,

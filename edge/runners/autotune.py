@@ -408,9 +408,13 @@ def autotuned_selection(
     *,
     clock: Clock = time.perf_counter,
     budget: Budget = Budget(),
+    measure_fn: Callable[[], Choice | None] | None = None,
 ) -> Selection:
     """The cached choice for this key, else a measured (and cached) one, else ``heuristic``
-    (on a Jetson, or when no candidate could be measured), with the reasons saying which."""
+    (on a Jetson, or when no candidate could be measured), with the reasons saying which.
+
+    ``measure_fn`` measures instead of ``measure(package, hw, load, ...)`` in this process: the
+    daemon passes one that measures in a child process (see ``edge.inference``)."""
     if hw.is_jetson:
         why = "autotune: not on a Jetson (a TensorRT engine build takes minutes); vendor heuristics"
         return replace(heuristic, reasons=(*heuristic.reasons, why))
@@ -421,7 +425,10 @@ def autotuned_selection(
         log.info("autotune %s: cached choice %s (%s) from %s: %s",
                  package.name, cached.backend, cached.file, cache.path, cached.reason)  # fmt: skip
         return cached.selection(package)
-    choice = measure(package, hw, load, int8, clock=clock, budget=budget)
+    if measure_fn is not None:
+        choice = measure_fn()
+    else:
+        choice = measure(package, hw, load, int8, clock=clock, budget=budget)
     if choice is None:
         why = "autotune: no candidate could be measured; vendor heuristics"
         log.warning("autotune %s: no candidate could be measured; using %s", package.name, heuristic.backend)

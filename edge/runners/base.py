@@ -9,6 +9,7 @@ extra to install.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
@@ -118,9 +119,43 @@ def backend_info(name: str) -> BackendInfo:
         ) from None
 
 
+# Distributions that install each backend library's top-level module (package metadata names).
+DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
+    "openvino": ("openvino",),
+    "ai_edge_litert": ("ai-edge-litert", "ai-edge-litert-nightly"),
+    "tflite_runtime": ("tflite-runtime",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-aarch64"),
+    "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
+}
+
+
+def _installed_version(module: str) -> str | None:
+    """The version in the package metadata of the distribution that installs ``module``
+    (nothing is imported), or None when none of the known ones is installed."""
+    from importlib import metadata
+
+    for dist in DISTRIBUTIONS.get(module, ()):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def backend_version(name: str) -> str | None:
-    """The version of the first importable library of a backend, or None."""
+    """The version of the first installed library of a backend, or None.
+
+    Read from package metadata, so probing does not import every backend (OpenVINO, ONNX
+    Runtime and LiteRT together are about 45 MB resident in a daemon that uses one of them).
+    A module on the path without metadata (a vendor build, Jetson's ``tensorrt`` from apt) is
+    imported to read its ``__version__``; one that fails to import counts as absent."""
     for lib in backend_info(name).libraries:
+        if importlib.util.find_spec(lib) is None:
+            continue
+        version = _installed_version(lib)
+        if version is not None:
+            return version
         try:
             mod = importlib.import_module(lib)
         except Exception:  # noqa: S112 - a broken install counts as absent

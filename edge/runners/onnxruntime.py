@@ -69,6 +69,9 @@ class OnnxRuntimeRunner:
         if options.threads:
             so.intra_op_num_threads = options.threads
         so.log_severity_level = 3
+        # The memory pattern plans one block per input shape for every intermediate tensor and
+        # keeps it: 22 MB resident for YOLOv8n at 640. Without it the arena reuses its chunks.
+        so.enable_mem_pattern = False
         require_model_file(path, "an ONNX model")
         try:
             self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)

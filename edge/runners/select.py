@@ -143,10 +143,21 @@ def _ort_providers() -> tuple[str, ...]:
     return tuple(ort.get_available_providers())
 
 
-def probe_hardware(root: Path = Path("/")) -> HardwareInfo:
-    """Read CPU, board and installed backends. ``root`` lets tests point at a fake filesystem."""
+def _may_have_accelerator(root: Path) -> bool:
+    """A GPU or NPU node OpenVINO could use: ``/dev/dri/renderD*`` or ``/dev/accel/accel*``."""
+    return any((root / "dev/dri").glob("renderD*")) or any((root / "dev/accel").glob("accel*"))
+
+
+def probe_hardware(root: Path = Path("/"), full: bool = True) -> HardwareInfo:
+    """Read CPU, board and installed backends. ``root`` lets tests point at a fake filesystem.
+
+    ``full=False`` (the daemon) imports no backend library it does not need: OpenVINO's
+    devices are asked for only when the CPU is not Intel's and a GPU/NPU node exists (on an
+    Intel CPU OpenVINO goes first anyway; elsewhere only an accelerator changes the choice),
+    and ONNX Runtime's providers are left out (only ``edge probe`` shows them)."""
     vendor, model, flags = _cpuinfo(root)
     board, jetson, pi = _board(root)
+    ask_devices = full or (vendor != "GenuineIntel" and _may_have_accelerator(root))
     return HardwareInfo(
         arch=platform.machine(),
         cpu_vendor=vendor or "unknown",
@@ -156,8 +167,8 @@ def probe_hardware(root: Path = Path("/")) -> HardwareInfo:
         is_jetson=jetson,
         is_raspberry_pi=pi,
         backends={name: backend_version(name) for name in BACKENDS},
-        openvino_devices=_openvino_devices(),
-        ort_providers=_ort_providers(),
+        openvino_devices=_openvino_devices() if ask_devices else {},
+        ort_providers=_ort_providers() if full else (),
     )
 
 
