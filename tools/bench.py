@@ -17,6 +17,12 @@ gating off and on (``tools/motion_cost.py``).
 
     python tools/bench.py motion
 
+``pipeline``: P1 of issue 12, the pipeline against the best bare runner: ``edge bench``'s bare,
+naive and pipeline measures for every runner that reads the model, then the best pipeline over
+the runners divided by the best bare figure over the runners (``tools/pipeline_cost.py``).
+
+    python tools/bench.py pipeline --model blazepose --model yolov8n.onnx --video demo/demo.mp4
+
 ``alerts``: alerts per second to a local broker, with and without the outbox. Nothing is
 written into the working folder (the outbox databases go to a temporary folder by default).
 
@@ -278,6 +284,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", default="litert", help="runner of the demo's model (default: litert)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring (default: 5)")
     p.add_argument("--window", type=float, default=20.0, help="seconds measured per mode (default: 20)")
+    p = sub.add_parser("pipeline", help="the pipeline against the best bare runner, over every runner")
+    p.add_argument("--model", action="append", required=True, help="model to measure (repeatable)")
+    p.add_argument("--video", type=Path, default=Path("demo/demo.mp4"), help="clip (default: the demo)")
+    p.add_argument("--frames", type=positive_int, default=300, help="frames for naive and pipeline (300)")
+    p.add_argument("--bare-runs", type=positive_int, default=200, help="bare inferences (default: 200)")
     p = sub.add_parser("tracker", help="cost of the tracker and the rules per frame at 1, 10 and 50 objects")
     p.add_argument(
         "--objects",
@@ -312,6 +323,12 @@ def main() -> int:
                 f"{r['update_median_us']:>9} {r['update_p90_us']:>7} {r['rules_median_us']:>9} "
                 f"{r['rules_p90_us']:>7} {r['total_median_us']:>8} {r['events']:>6}"
             )
+        return 0
+    if args.command == "pipeline":
+        from pipeline_cost import bench_pipeline, format_pipeline
+
+        costs = bench_pipeline(args.model, args.video.resolve(), args.frames, args.bare_runs)
+        print(format_pipeline(costs))
         return 0
     if args.command == "motion":
         from motion_cost import bench_motion, format_motion
