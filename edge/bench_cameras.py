@@ -361,8 +361,9 @@ def make_report(
     infer_s = b.infer_s - a.infer_s
     reads = sum(b.read.values()) - sum(a.read.values())
     converted = reads - (sum(b.skipped.values()) - sum(a.skipped.values()))
+    read_s = sum(b.read_s.values()) - sum(a.read_s.values())
     stage_ms = {
-        "decode (per frame read)": _per(sum(b.read_s.values()) - sum(a.read_s.values()), reads),
+        "read (per frame; RTSP: with the wait for it)": _per(read_s, reads),
         "preprocess (per frame handed on)": _per(sum(b.pre_s.values()) - sum(a.pre_s.values()), converted),
         "inference (submit to result)": _per(infer_s, inferences),
     }
