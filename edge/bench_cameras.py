@@ -20,6 +20,7 @@ preprocess, inference), so the limit can be read from the report.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import resource
@@ -154,15 +155,15 @@ def bench_config(
 ) -> str:
     """The config text: ``cameras`` real-time looping file cameras (or, given ``urls``, RTSP
     cameras) on one model, no MQTT, no event log (nothing written but into ``state_dir``)."""
-    file = f'{{type: file, path: "{video}", loop: true, realtime: true}}'
-    sources = [f'{{type: rtsp, url: "{u}"}}' for u in urls] if urls else [file] * cameras
+    file = f"{{type: file, path: {json.dumps(str(video))}, loop: true, realtime: true}}"
+    sources = [f"{{type: rtsp, url: {json.dumps(u)}}}" for u in urls] if urls else [file] * cameras
     cams = "\n".join(
         f"  cam{i:02d}: {{source: {src}, model: m, fps: {fps:g}}}" for i, src in enumerate(sources, 1)
     )
     return f"""
-state_dir: "{state_dir}"
+state_dir: {json.dumps(str(state_dir))}
 status_interval: 1h
-models: {{m: {{path: "{model_ref}", runner: {runner}{f", threads: {threads}" if threads else ""}}}}}
+models: {{m: {{path: {json.dumps(model_ref)}, runner: {runner}{f", threads: {threads}" if threads else ""}}}}}
 cameras:
 {cams}
 mqtt: {{enabled: false}}
@@ -265,16 +266,19 @@ def rtsp_streams(video: Path, cameras: int, seconds: float, folder: Path) -> Ite
     if made.returncode != 0:
         raise EdgeError(f"{video}: ffmpeg could not repeat it for --rtsp: {made.stderr.strip()[-200:]}")
     port = _free_port()
-    server = subprocess.Popen(
-        [SYSTEM_PYTHON, "-c", RTSP_SERVER, str(port), str(long), str(cameras)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    log_file = folder / "rtsp-server.log"  # a file, not a pipe nobody reads: it never fills
+    with log_file.open("w") as log_out:
+        server = subprocess.Popen(
+            [SYSTEM_PYTHON, "-c", RTSP_SERVER, str(port), str(long), str(cameras)],
+            stdout=subprocess.PIPE, stderr=log_out, text=True,
+        )  # fmt: skip
     try:
-        assert server.stdout is not None and server.stderr is not None
+        assert server.stdout is not None
         ready, _, _ = select.select([server.stdout], [], [], 30.0)
         if not ready or server.stdout.readline().strip() != "ready":
             server.kill()
-            why = server.stderr.read().strip().splitlines()
+            server.wait(5)
+            why = log_file.read_text().strip().splitlines()
             raise EdgeError(f"the RTSP server did not start: {why[-1] if why else 'no answer in 30 s'}")
         yield [f"rtsp://127.0.0.1:{port}/cam{i:02d}" for i in range(1, cameras + 1)]
     finally:

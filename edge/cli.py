@@ -125,11 +125,6 @@ def _add_runner_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="CPU", help="OpenVINO device: CPU, GPU, NPU or AUTO (default: CPU)")
     p.add_argument("--precision", choices=PRECISIONS, help="OpenVINO inference precision hint")
     p.add_argument(
-        "--rtsp", action="store_true",
-        help="with --cameras: read the video as N RTSP streams from a local GStreamer RTSP server "
-        "(needs ffmpeg and Debian's gir1.2-gst-rtsp-server-1.0, python3-gi)",
-    )  # fmt: skip
-    p.add_argument(
         "--threads", type=positive_int, help="inference threads (at least 1; default: the runner's)"
     )
 
@@ -460,11 +455,6 @@ def _add_quantize(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-frames", type=positive_int, default=50, metavar="N", help="evaluation frames (default: 50)"
     )
-    p.add_argument(
-        "--rtsp", action="store_true",
-        help="with --cameras: read the video as N RTSP streams from a local GStreamer RTSP server "
-        "(needs ffmpeg and Debian's gir1.2-gst-rtsp-server-1.0, python3-gi)",
-    )  # fmt: skip
     p.add_argument(
         "--threads", type=positive_int, help="inference threads for both models (default: the runner's)"
     )

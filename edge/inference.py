@@ -206,26 +206,37 @@ def trial_loader(
     return load
 
 
+# The measuring child: not ``python -m``, which would put the working directory first on
+# sys.path (a numpy.py there would run in it); ``-c`` puts "" there, which is dropped.
+CHILD = (
+    "import sys\n"
+    "if sys.path and sys.path[0] == '': del sys.path[0]\n"
+    "from edge.runners.measure_child import main\n"
+    "main()\n"
+)
+
+
 def measure_in_child(
     package: ModelPackage,
     hw: HardwareInfo,
     options: RunnerOptions,
     overrides: Mapping[str, Any] | None,
     int8: bool | None,
-    timeout: float = 120.0,
+    timeout: float = 45.0,
     command: Sequence[str] | None = None,
 ) -> Choice | None:
-    """``autotune.measure`` in a child process (``python -m edge.runners.measure_child``): the
+    """``autotune.measure`` in a child process (``edge.runners.measure_child``): the
     daemon keeps only the backend it runs in memory (each backend library, once loaded, stays
     resident: 15 to 50 MB), and a backend that crashes while being timed costs the
     measurement, not the daemon. None (the caller falls back to the heuristics) when the child
-    fails, dies or takes longer than ``timeout``. ``command`` replaces the child's argv (tests)."""
+    fails, dies or takes longer than ``timeout`` (below systemd's WatchdogSec=60: a reload
+    measures on the main loop). ``command`` replaces the child's argv (tests)."""
     from edge.runners import measure_child
 
     try:
         request = measure_child.encode(package, hw, options, overrides, int8)
         done = subprocess.run(
-            list(command or (sys.executable, "-m", "edge.runners.measure_child")),
+            list(command or (sys.executable, "-c", CHILD)),
             input=request, capture_output=True, timeout=timeout, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -258,7 +269,7 @@ def _finish_loading(
         raise ModelError(f"{path}: the input size is dynamic; set input.size in the model's model.yaml")
     width, height = package.input.size if package.input.size else (hw[1], hw[0])  # type: ignore[index]
     fmt = package.input_format(width, height)
-    if getattr(loaded, "takes_bgr8", False):  # colour, normalisation and layout are in the graph
+    if loaded.takes_bgr8:  # colour, normalisation and layout are in the graph
         fmt = replace(fmt, color="bgr", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     if hw is not None and (hw[1], hw[0]) != (fmt.width, fmt.height):
         raise ModelError(

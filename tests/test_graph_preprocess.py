@@ -14,7 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import require_backend
 from onnx import TensorProto
+from onnx_graphs import constant_output_model, openvino_export, ultralytics_metadata, yolov8_like_model
 
 from edge.buffer.preprocess import InputFormat
 from edge.config import parse_config
@@ -23,9 +25,6 @@ from edge.errors import ModelError
 from edge.inference import LoadedModel, load_model, runner_options
 from edge.runners.base import RunnerOptions
 from edge.runners.openvino import fold_preprocessing, read_model
-from tests.onnx_graphs import constant_output_model, openvino_export, ultralytics_metadata, yolov8_like_model
-
-pytest.importorskip("openvino")
 
 
 def _frames(clip: Path, count: int = 3) -> list[np.ndarray]:
@@ -69,11 +68,15 @@ MODELS = [
 
 @pytest.mark.parametrize(("ref", "shape"), MODELS)
 def test_folded_graph_takes_bgr8_and_agrees(
-    ref: str, shape: tuple[int | None, ...], tmp_path: Path, demo_clip: Path
+    ref: str, shape: tuple[int | None, ...], tmp_path: Path, demo_clip: Path, models_dir: Path
 ) -> None:
+    require_backend("openvino")
     model_ref = _yolo_export(tmp_path) if ref == "yolo" else ref
-    plain = load_model(model_ref, "openvino", options=RunnerOptions(graph_preprocess=False))
-    folded = load_model(model_ref, "openvino", options=RunnerOptions())
+    where = [models_dir]
+    plain = load_model(
+        model_ref, "openvino", options=RunnerOptions(graph_preprocess=False), search_dirs=where
+    )
+    folded = load_model(model_ref, "openvino", options=RunnerOptions(), search_dirs=where)
     try:
         assert not getattr(plain.runner, "takes_bgr8", False)
         assert plain.input_spec.dtype != np.uint8
@@ -128,6 +131,7 @@ NOT_FOLDED = [
 
 @pytest.mark.parametrize(("make", "options"), NOT_FOLDED)
 def test_not_folded(make: Callable[[Path], Path], options: RunnerOptions, tmp_path: Path) -> None:
+    require_backend("openvino")
     import openvino as ov
 
     model = read_model(ov.Core(), make(tmp_path))
@@ -158,6 +162,7 @@ def test_bad_switch_names_the_field() -> None:
 def test_error_names_the_file_and_the_way_out(tmp_path: Path) -> None:
     """A format OpenVINO refuses to build (a mean of the wrong length) is a ModelError naming
     the file and graph_preprocess: false."""
+    require_backend("openvino")
     from edge.runners.openvino import OpenVinoRunner
 
     path = yolov8_like_model(tmp_path / "y.onnx")

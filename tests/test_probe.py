@@ -92,3 +92,23 @@ def test_probe_cli_json_on_this_machine(models_dir: Path) -> None:
     assert report["hardware"]["backends"]["onnxruntime"]
     assert report["model"]["runner"] in ("litert", "openvino")
     assert report["model"]["file"].endswith("face_detection_short_range.tflite")
+
+
+def test_an_installed_backend_that_cannot_be_imported_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Package metadata says ONNX Runtime is there, but its library fails to import (a broken
+    install): `runner: auto` says so and takes the next backend that reads the model."""
+    from edge.runners import base
+
+    broken = tmp_path / "broken_ort_lib"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('libonnxruntime.so: cannot open shared object file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    info = base.BACKENDS["onnxruntime"]
+    monkeypatch.setitem(base.BACKENDS, "onnxruntime", replace(info, libraries=("broken_ort_lib",)))
+    pkg_dir = tmp_path / "pkg"
+    pkg_dir.mkdir()
+    sel = select_runner(package(pkg_dir, ["onnx"]), X86_AMD)
+    assert sel.backend == "openvino"
+    assert any(r.startswith("onnxruntime: installed, but it cannot be imported (broken_ort_lib: ImportError") for r in sel.reasons)

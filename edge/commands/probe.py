@@ -3,8 +3,9 @@
 With ``--model`` and ``--runner auto`` it also measures (``edge.runners.autotune``, unless
 ``--no-measure``): every candidate backend timed on the model, with its accuracy against the
 reference backend, and the one ``runner: auto`` with ``autotune`` would choose, and why. The
-probe measures afresh each time (it has no state directory) with the options of ``edge infer``
-(OpenVINO's latency hint; ``edge run`` compiles OpenVINO for throughput).
+probe measures afresh each time (it has no state directory), as ``edge run`` does: in a child
+process, with the options of a config that sets nothing but the model (OpenVINO compiled for
+throughput, its requests in flight).
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from dataclasses import asdict
 from typing import Any
 
 from edge.models import ModelPackage, resolve_model
-from edge.runners.autotune import BACKEND_BUDGET_S, RUNS, TOLERANCE, WARM_RUNS, Choice, measure
+from edge.runners.autotune import BACKEND_BUDGET_S, RUNS, TOLERANCE, WARM_RUNS, Choice
 from edge.runners.select import TENSORRT_UNVERIFIED, HardwareInfo, probe_hardware, select_runner
 
 
 def measured(package: ModelPackage, hw: HardwareInfo) -> dict[str, Any]:
     """The autotune table for ``package`` as a JSON-ready mapping."""
-    from edge.inference import filled_options, trial_loader  # loads backends: only when measuring
+    from edge.config.schema import ModelConfig
+    from edge.inference import filled_options, measure_in_child, runner_options
 
-    choice: Choice | None = measure(package, hw, trial_loader(package, filled_options(package, None)))
+    options = filled_options(package, runner_options(ModelConfig(path=str(package.origin))))
+    choice: Choice | None = measure_in_child(package, hw, options, None, None)
     method = (
         f"{WARM_RUNS} warm-up runs, then up to {RUNS} timed runs or {BACKEND_BUDGET_S:.0f} s per backend; "
         f"accurate: 99.9th-percentile error within {TOLERANCE:.0%} of each output's range vs the reference"

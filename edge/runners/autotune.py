@@ -43,6 +43,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from edge import __version__
 from edge.buffer.preprocess import LetterboxPreprocessor
 from edge.models import ModelPackage, file_sha256
 from edge.rules.arming import write_atomic
@@ -53,7 +54,7 @@ log = logging.getLogger("edge.autotune")
 
 FILENAME = "runner-choice.json"
 SCHEMA = 1
-METHOD = 1  # part of the key: bump when the measurement or the tolerance changes
+METHOD = 2  # part of the key: bump when the measurement or the tolerance changes
 WARM_RUNS = 2
 RUNS = 8
 BACKEND_BUDGET_S = 2.0
@@ -189,15 +190,51 @@ def _time_one(
         outputs = [np.array(o, copy=True) for o in trial.run_tensor(tensor)]
         for _ in range(budget.warm_runs - 1):
             trial.run_tensor(tensor)
-        times: list[float] = []
-        begun = clock()
-        while len(times) < budget.runs and (not times or clock() - begun < budget.backend_s):
-            t = clock()
-            trial.run_tensor(tensor)
-            times.append(clock() - t)
+        times = _frame_times(trial, pre, frame, tensor, clock, budget)
     finally:
         trial.close()
     return _Timed(load_ms, float(np.median(times)) * 1000, len(times), outputs)
+
+
+def _frame_times(
+    trial: Trial,
+    pre: LetterboxPreprocessor,
+    frame: np.ndarray,
+    tensor: np.ndarray,
+    clock: Clock,
+    budget: Budget,
+) -> list[float]:
+    """Seconds per frame of preprocessing + inference, the way the worker runs the candidate:
+    a runner with requests in flight (OpenVINO) keeps ``optimal_jobs`` of them busy, and each
+    frame counts the wall time over the frames; the others run one frame at a time. The
+    preprocessing counts because what a runner folds into its graph (OpenVINO) costs the
+    capture thread nothing."""
+    runner: Any = getattr(trial, "runner", None)
+    make = getattr(runner, "async_infer", None)
+    jobs = int(runner.optimal_jobs()) if make is not None and hasattr(runner, "optimal_jobs") else 1
+    times: list[float] = []
+    begun = clock()
+    if make is None or jobs < 2:
+        while len(times) < budget.runs and (not times or clock() - begun < budget.backend_s):
+            t = clock()
+            pre(frame, tensor)
+            trial.run_tensor(tensor)
+            times.append(clock() - t)
+        return times
+    queue = make(jobs)
+    name = runner.inputs[0].name
+    slots = [pre.new_tensor() for _ in range(jobs)]
+    n = 0
+    while n < budget.runs * jobs and (n < jobs or clock() - begun < budget.backend_s):
+        if n >= jobs:
+            queue.wait(n - jobs)
+        pre(frame, slots[n % jobs])
+        queue.submit({name: slots[n % jobs]}, n)
+        n += 1
+    for job in range(max(0, n - jobs), n):
+        queue.wait(job)
+    queue.close()
+    return [(clock() - begun) / n] * n
 
 
 def _reference_of(candidate: Candidate, pool: Sequence[Candidate]) -> Candidate | None:
@@ -311,6 +348,14 @@ def cache_key(
         "files": files,
         "backends": dict(sorted(hw.backends.items())),
         "cpu": hw.cpu_model,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "edge": __version__,
+        "input": [
+            list(package.input.size or ()),
+            package.input.color,
+            list(package.input.mean),
+            list(package.input.std),
+        ],
         "int8": int8,
         "options": {
             "device": options.device,
@@ -418,6 +463,9 @@ def autotuned_selection(
     if hw.is_jetson:
         why = "autotune: not on a Jetson (a TensorRT engine build takes minutes); vendor heuristics"
         return replace(heuristic, reasons=(*heuristic.reasons, why))
+    if len(candidates(package, hw, int8)) < 2:
+        why = "autotune: one candidate at most here, nothing to compare; vendor heuristics"
+        return replace(heuristic, reasons=(*heuristic.reasons, why))
     key, facts = cache_key(package, hw, options, int8)
     cache = ChoiceCache(state_dir)
     cached = cache.get(key)
@@ -431,7 +479,12 @@ def autotuned_selection(
         choice = measure(package, hw, load, int8, clock=clock, budget=budget)
     if choice is None:
         why = "autotune: no candidate could be measured; vendor heuristics"
-        log.warning("autotune %s: no candidate could be measured; using %s", package.name, heuristic.backend)
+        log.warning("autotune %s: no candidate could be measured; using %s (kept in %s: delete it "
+                    "to measure again)", package.name, heuristic.backend, cache.path)  # fmt: skip
+        # Kept, so that a backend that crashes while being timed does not cost every start.
+        fallback = Choice(heuristic.backend, heuristic.format, heuristic.int8, heuristic.path.name,
+                          "no candidate could be measured: vendor heuristics", ())  # fmt: skip
+        cache.put(key, facts, fallback)
         return replace(heuristic, reasons=(*heuristic.reasons, why))
     cache.put(key, facts, choice)
     figures = "; ".join(

@@ -67,6 +67,7 @@ class ModelRunner(Protocol):
     path: Path
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    takes_bgr8: bool  # colour, normalisation and layout are in its graph (RunnerOptions.preprocess)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run one inference; returns the outputs in ``self.outputs`` order, as float32."""

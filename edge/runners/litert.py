@@ -60,6 +60,7 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
 
 class LiteRtRunner:
     backend = "litert"
+    takes_bgr8 = False
 
     def __init__(self, path: Path, options: RunnerOptions) -> None:
         cls = interpreter_class()

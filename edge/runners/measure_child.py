@@ -1,4 +1,4 @@
-"""The measuring process of ``runner: auto``: ``python -m edge.runners.measure_child``.
+"""The measuring process of ``runner: auto`` (started by ``edge.inference.measure_in_child``).
 
 Reads a pickled (package, hardware, options, overrides, int8) request on stdin, times the
 candidates with ``autotune.measure`` and writes the pickled ``Choice`` (or None) on stdout.
@@ -63,6 +63,10 @@ def main() -> None:
     choice = measure(package, hw, trial_loader(package, options, overrides), int8)
     answer.write(pickle.dumps(choice, protocol=pickle.HIGHEST_PROTOCOL))
     answer.close()
+    sys.stderr.flush()
+    # No interpreter finalisation: tearing down OpenVINO's objects there can abort, which would
+    # throw away an answer already given (see edge.cli.entry).
+    os._exit(0)
 
 
 if __name__ == "__main__":

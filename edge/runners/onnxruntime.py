@@ -53,6 +53,7 @@ def _spec(node: Any, path: Path) -> TensorSpec:
 
 class OnnxRuntimeRunner:
     backend = "onnxruntime"
+    takes_bgr8 = False
 
     def __init__(self, path: Path, options: RunnerOptions) -> None:
         try:

@@ -200,6 +200,7 @@ class AsyncInfer:
 
 class OpenVinoRunner:
     backend = "openvino"
+    takes_bgr8 = False
 
     def __init__(self, path: Path, options: RunnerOptions) -> None:
         try:

@@ -176,6 +176,23 @@ def _runner_built(backend: str) -> bool:
     return importlib.util.find_spec(BACKENDS[backend].module) is not None
 
 
+def _import_problem(backend: str) -> str | None:
+    """Why the backend's library, present on this machine, fails to import (a missing shared
+    library, an ABI mismatch), or None. Versions come from package metadata without importing
+    anything, so this is asked only of the backend about to be chosen, which is imported anyway.
+    A library not on this machine at all is not judged here (``HardwareInfo`` says whether it is)."""
+    problems = []
+    for lib in BACKENDS[backend].libraries:
+        if importlib.util.find_spec(lib) is None:
+            continue
+        try:
+            importlib.import_module(lib)
+            return None
+        except Exception as exc:
+            problems.append(f"{lib}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    return "; ".join(problems) or None
+
+
 def usable(backend: str, hw: HardwareInfo) -> bool:
     return hw.backends.get(backend) is not None and _runner_built(backend)
 
@@ -320,6 +337,10 @@ def select_runner(
             continue
         if not _runner_built(backend):
             reasons.append(f"{backend}: installed, but this version of edge has no runner for it yet")
+            continue
+        broken = _import_problem(backend)
+        if broken is not None:
+            reasons.append(f"{backend}: installed, but it cannot be imported ({broken})")
             continue
         fmt, quantized, path = picked
         reasons.append(f"chose {backend} with the {'int8 ' if quantized else ''}{fmt} file {path.name}")

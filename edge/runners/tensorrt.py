@@ -354,6 +354,7 @@ class TensorRtRunner:
     """One engine, one execution context, one CUDA stream. Not thread-safe (one per worker)."""
 
     backend = "tensorrt"
+    takes_bgr8 = False
 
     def __init__(self, path: Path, options: RunnerOptions) -> None:
         trt = import_tensorrt()
