@@ -9,6 +9,7 @@ import random
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from conftest import read_to_end
@@ -177,3 +178,44 @@ def test_fps_cap_without_motion_gating_skips_dropped_frames(
     stats = cap.stats()
     assert (source.reads, source.skips) == (reads, skips)
     assert len(seen) == reads and stats.frames_read == 500 and stats.frames_skipped == skips
+
+
+@pytest.mark.parametrize(
+    ("configured", "passed", "expected"),
+    [(None, None, None), (None, 1, 1), (3, 1, 3), (2, None, 2)],
+    ids=["ffmpeg-default", "daemon-asks-one", "config-wins", "config-only"],
+)
+def test_decode_threads_reach_ffmpeg(
+    configured: int | None, passed: int | None, expected: int | None, demo_clip: Path
+) -> None:
+    """The config's decode_threads, else what the daemon passes (1 when cameras outnumber
+    cores), reaches FFmpeg's decoder; neither leaves FFmpeg's own choice."""
+    cfg = FileSource(type="file", path=str(demo_clip), decode_threads=configured)
+    source = OpenCvSource(cfg, decode_threads=passed)
+    source.open()
+    try:
+        threads = int(source._cap.get(cv2.CAP_PROP_N_THREADS))  # type: ignore[union-attr]
+        assert source.read(None) is not None
+    finally:
+        source.close()
+    if expected is None:
+        assert threads >= 1
+    else:
+        assert threads == expected
+
+
+@pytest.mark.parametrize(("cameras", "expected"), [(1, None), (2, 1), (5, 1)])
+def test_the_daemon_decodes_with_one_thread_when_cameras_fill_the_cores(
+    cameras: int, expected: int | None, demo_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.config import parse_config
+    from edge.daemon import app as app_module
+    from edge.daemon.app import Application
+
+    monkeypatch.setattr(app_module, "usable_cores", lambda: 2)
+    cams = "\n".join(
+        f"  c{i}: {{source: {{type: file, path: {str(demo_clip)!r}}}, model: m}}" for i in range(cameras)
+    )
+    text = f"state_dir: {str(tmp_path)!r}\nmodels: {{m: {{path: blazeface}}}}\ncameras:\n{cams}\nmqtt: {{enabled: false}}\n"
+    app = Application(parse_config(text, "x.yaml"))
+    assert app._decode_threads() == expected

@@ -76,8 +76,12 @@ class FrameSource(Protocol):
 class OpenCvSource:
     """One ``cv2.VideoCapture``; what differs per kind is how it is opened."""
 
-    def __init__(self, config: Source) -> None:
+    def __init__(self, config: Source, decode_threads: int | None = None) -> None:
+        """``decode_threads``: FFmpeg's decoding threads when the config sets none (the daemon
+        passes 1 when cameras outnumber cores); None leaves FFmpeg's choice."""
         self.config = config
+        own = getattr(config, "decode_threads", None)
+        self.decode_threads: int | None = own if own is not None else decode_threads
         self.live = not isinstance(config, FileSource)
         # A file played at its own frame rate (the capture thread paces it).
         self.realtime = isinstance(config, FileSource) and config.realtime
@@ -111,15 +115,20 @@ class OpenCvSource:
             self._grabbed = True
         self._cap = cap
 
+    def _threads(self) -> list[int]:
+        """OpenCV open parameters for FFmpeg's decoding threads (none: FFmpeg's choice)."""
+        return [cv2.CAP_PROP_N_THREADS, self.decode_threads] if self.decode_threads else []
+
     def _open(self) -> cv2.VideoCapture:
         cfg = self.config
         if isinstance(cfg, FileSource):
             check_file(cfg.path)
-            return cv2.VideoCapture(cfg.path, cv2.CAP_FFMPEG)
+            return cv2.VideoCapture(cfg.path, cv2.CAP_FFMPEG, self._threads())
         if isinstance(cfg, StreamSource):
             params = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms(cfg.open_timeout),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms(cfg.read_timeout),
+                *self._threads(),
             ]  # fmt: skip
             options = f"rtsp_transport;{cfg.transport}" if cfg.type == "rtsp" else ""
             with _FFMPEG_ENV_LOCK:

@@ -48,7 +48,7 @@ from edge.buffer.preprocess import LetterboxPreprocessor
 from edge.models import ModelPackage, file_sha256
 from edge.rules.arming import write_atomic
 from edge.runners.base import RunnerOptions, one_line
-from edge.runners.select import NATIVE, Candidate, HardwareInfo, Selection, candidates, usable
+from edge.runners.select import NATIVE, Candidate, HardwareInfo, Selection, candidates, usable, usable_cores
 
 log = logging.getLogger("edge.autotune")
 
@@ -348,7 +348,7 @@ def cache_key(
         "files": files,
         "backends": dict(sorted(hw.backends.items())),
         "cpu": hw.cpu_model,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": usable_cores(),
         "edge": __version__,
         "input": [
             list(package.input.size or ()),

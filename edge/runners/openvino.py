@@ -102,9 +102,7 @@ def fold_preprocessing(model: Any, options: RunnerOptions) -> bool:
 
     ppp = PrePostProcessor(model)
     step = ppp.input(0)
-    step.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
-        ColorFormat.BGR
-    )
+    step.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
     step.model().set_layout(ov.Layout(layout))
     pre = step.preprocess().convert_element_type(ov.Type.f32)
     if fmt.color == "rgb":

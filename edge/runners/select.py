@@ -15,6 +15,7 @@ remain for ``autotune: false``, for commands without a state directory, and as t
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -141,6 +142,11 @@ def _ort_providers() -> tuple[str, ...]:
     except ImportError:
         return ()
     return tuple(ort.get_available_providers())
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask: a container's or systemd's CPU set)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _may_have_accelerator(root: Path) -> bool:
