@@ -29,7 +29,7 @@ from edge.decoders import (
     check_outputs,
     decode_params,
 )
-from edge.errors import EdgeError, ModelError
+from edge.errors import BackendUnavailable, EdgeError, ModelError
 from edge.models import ModelPackage, file_sha256, resolve_model
 from edge.runners.autotune import Choice, autotuned_selection
 from edge.runners.base import ModelRunner, RunnerOptions, load_runner, one_line, warm_up
@@ -164,7 +164,7 @@ def load_model(
     except Exception as exc:  # a safety net: the checks above should have said what is wrong
         where = ref.origin if isinstance(ref, ModelPackage) else ref
         raise ModelError(f"{where}: cannot load the model ({type(exc).__name__}: {one_line(exc)})") from exc
-    loaded = load_runner(selection.backend, path, replace(opts, warmup=False))
+    loaded, selection, path = _load_runner(package, hw, runner, int8, selection, path, opts)
     try:
         return _finish_loading(package, selection, path, loaded, opts, overrides, started)
     except BaseException as exc:
@@ -172,6 +172,30 @@ def load_model(
         if isinstance(exc, EdgeError) or not isinstance(exc, Exception):
             raise
         raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {one_line(exc)})") from exc
+
+
+def _load_runner(
+    package: ModelPackage,
+    hw: HardwareInfo,
+    runner: str,
+    int8: bool | None,
+    selection: Selection,
+    path: Path,
+    opts: RunnerOptions,
+) -> tuple[ModelRunner, Selection, Path]:
+    """Load the selected runner. With ``auto``, a backend whose library is installed but does
+    not import (a missing shared library, an ABI mismatch: package metadata said it is there)
+    is passed over, and the next one that reads the model is loaded instead."""
+    broken: dict[str, str] = {}
+    while True:
+        try:
+            return load_runner(selection.backend, path, replace(opts, warmup=False)), selection, path
+        except BackendUnavailable as exc:
+            if runner != "auto":
+                raise
+            broken[selection.backend] = one_line(exc)
+            selection = select_runner(package, hw, runner, int8, broken)  # raises when none is left
+            path = package.verified_file(selection.format, selection.int8)
 
 
 def filled_options(package: ModelPackage, options: RunnerOptions | None) -> RunnerOptions:

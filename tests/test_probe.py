@@ -95,20 +95,24 @@ def test_probe_cli_json_on_this_machine(models_dir: Path) -> None:
 
 
 def test_an_installed_backend_that_cannot_be_imported_is_passed_over(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Package metadata says ONNX Runtime is there, but its library fails to import (a broken
-    install): `runner: auto` says so and takes the next backend that reads the model."""
-    from edge.runners import base
+    """Package metadata says LiteRT is there, but its library does not import (a broken
+    install: ``sys.modules`` holding None makes the import raise ImportError, as a missing
+    shared library would): ``runner: auto`` says so and loads the next backend that reads the
+    model."""
+    import sys
 
-    broken = tmp_path / "broken_ort_lib"
-    broken.mkdir()
-    (broken / "__init__.py").write_text("raise ImportError('libonnxruntime.so: cannot open shared object file')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    info = base.BACKENDS["onnxruntime"]
-    monkeypatch.setitem(base.BACKENDS, "onnxruntime", replace(info, libraries=("broken_ort_lib",)))
-    pkg_dir = tmp_path / "pkg"
-    pkg_dir.mkdir()
-    sel = select_runner(package(pkg_dir, ["onnx"]), X86_AMD)
-    assert sel.backend == "openvino"
-    assert any(r.startswith("onnxruntime: installed, but it cannot be imported (broken_ort_lib: ImportError") for r in sel.reasons)
+    from conftest import require_backend
+
+    from edge.inference import load_model
+
+    require_backend("openvino")
+    for name in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime",
+                 "tflite_runtime.interpreter", "tensorflow"):  # fmt: skip
+        monkeypatch.setitem(sys.modules, name, None)
+    model = load_model("blazeface", hardware=X86_AMD, search_dirs=[models_dir])
+    model.close()
+    assert model.selection.backend == "openvino"
+    assert any(r.startswith("litert: installed, but it cannot be loaded (runner 'litert' needs")
+               for r in model.selection.reasons), model.selection.reasons  # fmt: skip

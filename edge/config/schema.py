@@ -311,6 +311,17 @@ class ModelConfig(Strict):
     max_detections: int | None = Field(None, ge=1, le=10000)
 
 
+DecodeThreads = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=64,
+        description="FFmpeg decoding threads for this stream; unset: 1 when there are at least as many "
+        "cameras as cores (less CPU and memory per stream), else FFmpeg's choice.",
+    ),
+]
+
+
 class FileSource(Strict):
     type: Literal["file"]
     path: PathText
@@ -320,13 +331,7 @@ class FileSource(Strict):
         description="Play the file at its own frame rate (a looped file standing in for a camera); "
         "false: as fast as the pipeline goes, every frame processed.",
     )
-    decode_threads: int | None = Field(
-        None,
-        ge=1,
-        le=64,
-        description="FFmpeg decoding threads for this stream; unset: 1 when there are at least as many "
-        "cameras as cores (less CPU and memory per stream), else FFmpeg's choice.",
-    )
+    decode_threads: DecodeThreads = None
 
 
 class StreamSource(Strict):
@@ -337,13 +342,7 @@ class StreamSource(Strict):
     transport: Literal["tcp", "udp"] = "tcp"
     open_timeout: Timeout = 10.0
     read_timeout: Timeout = 5.0
-    decode_threads: int | None = Field(
-        None,
-        ge=1,
-        le=64,
-        description="FFmpeg decoding threads for this stream; unset: 1 when there are at least as many "
-        "cameras as cores (less CPU and memory per stream), else FFmpeg's choice.",
-    )
+    decode_threads: DecodeThreads = None
 
     @field_validator("url")
     @classmethod

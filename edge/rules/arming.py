@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from edge.config.schema import RuleConfig
+from edge.statefiles import keep_as_evidence, write_atomic
 
 log = logging.getLogger("edge.arming")
 
@@ -107,25 +106,12 @@ class ArmingStore:
             return {}
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            moved = self._quarantine()
+            moved = keep_as_evidence(self.path)
             log.warning(
                 "%s: cannot read the armed rules (%s); using each rule's `armed:` from the config%s",
                 self.path, reason, moved,
             )  # fmt: skip
             return {}
-
-    def _quarantine(self) -> str:
-        """Rename the bad file out of the way, never over an older one; says where it went."""
-        target = self.path.with_name(self.path.name + ".corrupt")
-        n = 0
-        while target.exists():
-            n += 1
-            target = self.path.with_name(f"{self.path.name}.corrupt.{n}")
-        try:
-            os.rename(self.path, target)
-        except OSError as exc:
-            return f" (and it could not be renamed: {exc.strerror or exc})"
-        return f"; the file was kept as {target.name}"
 
     def _save(self) -> None:
         """Write the saved values of configured pairs; called with the lock held."""
@@ -174,31 +160,3 @@ def parse(text: str) -> dict[Pair, bool]:
                 raise CorruptArmingFile(f'"armed"."{camera}"."{rule}": expected true or false')
             out[(camera, rule)] = on
     return out
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text``: a temporary file in the same folder, fsync, rename,
-    fsync of the folder. Readers see the old content or the new, never a mix."""
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

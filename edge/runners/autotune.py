@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,9 +45,9 @@ import numpy as np
 from edge import __version__
 from edge.buffer.preprocess import LetterboxPreprocessor
 from edge.models import ModelPackage, file_sha256
-from edge.rules.arming import write_atomic
 from edge.runners.base import RunnerOptions, one_line
 from edge.runners.select import NATIVE, Candidate, HardwareInfo, Selection, candidates, usable, usable_cores
+from edge.statefiles import keep_as_evidence, write_atomic
 
 log = logging.getLogger("edge.autotune")
 
@@ -421,20 +420,8 @@ class ChoiceCache:
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
             log.warning("%s: cannot read the cached runner choices (%s); measuring again%s",
-                        self.path, reason, self._quarantine())  # fmt: skip
+                        self.path, reason, keep_as_evidence(self.path))  # fmt: skip
             return {}
-
-    def _quarantine(self) -> str:
-        target = self.path.with_name(self.path.name + ".corrupt")
-        n = 0
-        while target.exists():
-            n += 1
-            target = self.path.with_name(f"{self.path.name}.corrupt.{n}")
-        try:
-            os.rename(self.path, target)
-        except OSError as exc:
-            return f" (and it could not be renamed: {exc.strerror or exc})"
-        return f"; the file was kept as {target.name}"
 
 
 def _still_valid(choice: Choice, package: ModelPackage, hw: HardwareInfo) -> bool:

@@ -182,23 +182,6 @@ def _runner_built(backend: str) -> bool:
     return importlib.util.find_spec(BACKENDS[backend].module) is not None
 
 
-def _import_problem(backend: str) -> str | None:
-    """Why the backend's library, present on this machine, fails to import (a missing shared
-    library, an ABI mismatch), or None. Versions come from package metadata without importing
-    anything, so this is asked only of the backend about to be chosen, which is imported anyway.
-    A library not on this machine at all is not judged here (``HardwareInfo`` says whether it is)."""
-    problems = []
-    for lib in BACKENDS[backend].libraries:
-        if importlib.util.find_spec(lib) is None:
-            continue
-        try:
-            importlib.import_module(lib)
-            return None
-        except Exception as exc:
-            problems.append(f"{lib}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    return "; ".join(problems) or None
-
-
 def usable(backend: str, hw: HardwareInfo) -> bool:
     return hw.backends.get(backend) is not None and _runner_built(backend)
 
@@ -294,13 +277,20 @@ def _hardware_order(package: ModelPackage, hw: HardwareInfo, reasons: list[str])
 
 
 def select_runner(
-    package: ModelPackage, hw: HardwareInfo, requested: str = "auto", int8: bool | None = None
+    package: ModelPackage,
+    hw: HardwareInfo,
+    requested: str = "auto",
+    int8: bool | None = None,
+    broken: Mapping[str, str] | None = None,
 ) -> Selection:
     """Choose backend and file for ``package`` on this hardware; raises when nothing fits.
 
     ``int8``: None lets the gate's report decide (see ``int8_verdict``), True asks for an int8
     twin where there is one, False for a float file. With ``auto``, a backend that reads a twin
-    which may run goes before the others (the point of quantising is to run the twin)."""
+    which may run goes before the others (the point of quantising is to run the twin).
+    ``broken``: backends that failed to load here (their library is installed but does not
+    import), with why; ``auto`` passes them over (``load_model`` retries with them)."""
+    broken = broken or {}
     have = ", ".join(package.formats())
     verdicts = {fmt: int8_verdict(package, fmt, hw, int8) for fmt in package.int8_files}
     twins = {fmt: use for fmt, (use, _) in verdicts.items()}
@@ -344,9 +334,8 @@ def select_runner(
         if not _runner_built(backend):
             reasons.append(f"{backend}: installed, but this version of edge has no runner for it yet")
             continue
-        broken = _import_problem(backend)
-        if broken is not None:
-            reasons.append(f"{backend}: installed, but it cannot be imported ({broken})")
+        if backend in broken:
+            reasons.append(f"{backend}: installed, but it cannot be loaded ({broken[backend]})")
             continue
         fmt, quantized, path = picked
         reasons.append(f"chose {backend} with the {'int8 ' if quantized else ''}{fmt} file {path.name}")
