@@ -238,8 +238,8 @@ install_edge() {
 probe() {
   fake_pi_proc
   mount_sys
-  in_root 600 /opt/edge/venv/bin/edge probe --model blazepose
-  in_root 600 /opt/edge/venv/bin/edge probe --model blazepose --json > "$WORK/probe.json"
+  in_root 600 /opt/edge/venv/bin/edge probe --model blazepose --no-measure
+  in_root 600 /opt/edge/venv/bin/edge probe --model blazepose --no-measure --json > "$WORK/probe.json"
   "$HOST_PY" - "$WORK/probe.json" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
@@ -307,9 +307,11 @@ run_clip() {
   mount_sys
   small_clip
   start_broker
-  # x86 first (the host's .venv): the events arm64 must give.
+  # x86 first (the host's .venv): the events arm64 must give, on the same backend (on x86
+  # `runner: auto` times LiteRT against OpenVINO and may take either).
   "$HOST_PY" -m edge run tools/arm64/small.yaml --set "state_dir=$WORK/state-x86" \
-    --set "cameras.entrance.source.path=$WORK/small.mp4" --set mqtt.enabled=false 2> "$WORK/run-x86.log" || {
+    --set "cameras.entrance.source.path=$WORK/small.mp4" --set mqtt.enabled=false \
+    --set models.person.runner=litert 2> "$WORK/run-x86.log" || {
     tail -20 "$WORK/run-x86.log" >&2
     return 1
   }
