@@ -76,9 +76,15 @@ class _Progress:
             progress_line(f"{self.label:<10} [{bar}] {done}/{self.total}", done=done >= self.total)
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (Linux reports ``ru_maxrss`` in kB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _measure(frames: int, seconds: float, cpu: float, stages: dict[str, float] | None = None) -> Measure:
@@ -102,7 +108,7 @@ def _first_frame(video: Path) -> Any:
 
 def bare_sync(model: LoadedModel, tensor: Any, n: int, progress: bool) -> Measure:
     bar = _Progress("bare sync", n, progress)
-    c0, t0 = _cpu(), time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     latencies = []
     for i in range(n):
         t = time.perf_counter()
@@ -110,7 +116,7 @@ def bare_sync(model: LoadedModel, tensor: Any, n: int, progress: bool) -> Measur
         latencies.append(time.perf_counter() - t)
         bar.update(i + 1)
     seconds = time.perf_counter() - t0
-    return _measure(n, seconds, _cpu() - c0, {"infer_median": 1000 * statistics.median(latencies)})
+    return _measure(n, seconds, cpu_seconds() - c0, {"infer_median": 1000 * statistics.median(latencies)})
 
 
 def bare_async(model: LoadedModel, tensor: Any, n: int, jobs: int, progress: bool) -> Measure | None:
@@ -120,7 +126,7 @@ def bare_async(model: LoadedModel, tensor: Any, n: int, jobs: int, progress: boo
     infer = make(jobs)
     name = model.input_spec.name
     bar = _Progress("bare async", n, progress)
-    c0, t0 = _cpu(), time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     for i in range(n):
         infer.submit({name: tensor}, i)
         if i >= jobs:
@@ -130,7 +136,7 @@ def bare_async(model: LoadedModel, tensor: Any, n: int, jobs: int, progress: boo
         infer.wait(i)
     seconds = time.perf_counter() - t0
     infer.close()
-    return _measure(n, seconds, _cpu() - c0)
+    return _measure(n, seconds, cpu_seconds() - c0)
 
 
 def naive_loop(model: LoadedModel, video: Path, limit: int, progress: bool) -> Measure:
@@ -140,7 +146,7 @@ def naive_loop(model: LoadedModel, video: Path, limit: int, progress: bool) -> M
     stages = {"read": 0.0, "preprocess": 0.0, "infer": 0.0, "decode": 0.0}
     n = 0
     bar = _Progress("naive", limit, progress)
-    c0, t0 = _cpu(), time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     while n < limit:
         t = time.perf_counter()
         ok, frame = cap.read()
@@ -159,7 +165,7 @@ def naive_loop(model: LoadedModel, video: Path, limit: int, progress: bool) -> M
         bar.update(n)
     seconds = time.perf_counter() - t0
     cap.release()
-    return _measure(n, seconds, _cpu() - c0, {k: 1000 * v / max(n, 1) for k, v in stages.items()})
+    return _measure(n, seconds, cpu_seconds() - c0, {k: 1000 * v / max(n, 1) for k, v in stages.items()})
 
 
 def pipeline(
@@ -192,13 +198,13 @@ actions: {{event_log: false}}
     app = Application(parse_config(text, "<bench>"), max_frames=limit)
     app.start()
     bar = _Progress("pipeline", limit, progress)
-    c0, t0 = _cpu(), time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     worker = app.workers["m"]
     while worker.is_alive() and worker.processed < limit:
         time.sleep(0.05)
         bar.update(min(worker.processed, limit))
     seconds = time.perf_counter() - t0
-    cpu = _cpu() - c0
+    cpu = cpu_seconds() - c0
     frames = worker.processed
     bar.update(limit)
     capture = app.captures["bench"]
@@ -249,11 +255,10 @@ def run_bench(
         "pipeline / bare sync": round(piped.fps / sync.fps, 3) if sync.fps else 0.0,
         "pipeline / naive loop": round(piped.fps / naive.fps, 3) if naive.fps else 0.0,
     }
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return BenchReport(
         model=model_ref, runner=backend, file=file, precision=precision, video=str(video),
         bare_sync=sync, bare_async=asynchronous, naive=naive, pipeline=piped, async_jobs=jobs,
-        peak_rss_mb=round(rss_kb / 1024, 1), ratios=ratios,
+        peak_rss_mb=peak_rss_mb(), ratios=ratios,
     )  # fmt: skip
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 import select
 import shutil
 import socket
@@ -39,6 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.bench import cpu_seconds, peak_rss_mb
 from edge.config import parse_config
 from edge.daemon.app import Application
 from edge.errors import EdgeError
@@ -138,11 +138,6 @@ class CamerasReport:
         return asdict(self)
 
 
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def bench_config(
     model_ref: str,
     runner: str,
@@ -177,7 +172,7 @@ def read_counters(app: Application) -> Counters:
     worker = app.workers["m"].stats()
     return Counters(
         t=time.monotonic(),
-        cpu=_cpu(),
+        cpu=cpu_seconds(),
         read={n: c.frames_read for n, c in caps.items()},
         inferred={n: ch.inferred for n, ch in chans.items()},
         dropped={n: ch.ring.dropped for n, ch in chans.items()},
@@ -376,7 +371,7 @@ def make_report(
         model=model_ref, runner=backend, file=file, video=str(video), source=source, cameras=len(rows),
         target_fps=target, seconds=round(dt, 2),
         cpu_percent=round(100 * (b.cpu - a.cpu) / dt, 1), cores=os.cpu_count() or 1,
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        peak_rss_mb=peak_rss_mb(),
         stage_ms=stage_ms,
         latency_p50_ms=_percentile(everything, 50), latency_p99_ms=_percentile(everything, 99),
         fairness=fairness, per_camera=rows,

@@ -4,12 +4,10 @@ and one short real run through the CLI on the demo clip (speeds are printed, nev
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_bench import bench
 
 from edge.bench_cameras import Counters, bench_config, summarise
 from edge.config import parse_config
@@ -64,20 +62,8 @@ def test_config_has_real_time_looping_capped_cameras(
         assert cam.source.realtime and cam.source.loop
 
 
-def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "edge", "bench", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
-
-
 def test_cameras_bench_reports_every_camera(models_dir: Path, demo_clip: Path, tmp_path: Path) -> None:
-    out = run(tmp_path, "--model", "blazeface", "--runner", "litert", "--video", str(demo_clip), "--cameras", "2",
+    out = bench(tmp_path, "--model", "blazeface", "--runner", "litert", "--video", str(demo_clip), "--cameras", "2",
               "--detect-fps", "5", "--seconds", "2", "--warmup", "1", "--json", "--log-level", "warning")  # fmt: skip
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
@@ -96,7 +82,7 @@ def test_cameras_bench_over_rtsp(models_dir: Path, demo_clip: Path, tmp_path: Pa
     from test_rtsp_reconnect import require_gst_rtsp
 
     require_gst_rtsp()
-    out = run(tmp_path, "--model", "blazeface", "--runner", "litert", "--video", str(demo_clip), "--cameras", "2",
+    out = bench(tmp_path, "--model", "blazeface", "--runner", "litert", "--video", str(demo_clip), "--cameras", "2",
               "--seconds", "2", "--warmup", "2", "--rtsp", "--json", "--log-level", "warning")  # fmt: skip
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
@@ -121,6 +107,6 @@ def test_cameras_bench_over_rtsp(models_dir: Path, demo_clip: Path, tmp_path: Pa
     ],
 )
 def test_bad_arguments_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
-    out = run(tmp_path, "--model", "blazeface", *args)
+    out = bench(tmp_path, "--model", "blazeface", *args)
     assert out.returncode != 0 and message in out.stderr
     assert "Traceback" not in out.stderr

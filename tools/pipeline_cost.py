@@ -17,8 +17,7 @@ from pathlib import Path
 from edge.bench import BenchReport, run_bench
 from edge.errors import EdgeError
 from edge.models import resolve_model
-from edge.runners.base import backend_version
-from edge.runners.select import READS
+from edge.runners.select import candidates, probe_hardware
 
 
 def _bare_best(r: BenchReport) -> float:
@@ -46,14 +45,9 @@ class PipelineCost:
 
 
 def runners_for(model: str) -> list[str]:
-    package = resolve_model(model)
-    return [
-        runner
-        for runner, formats in READS.items()
-        if runner != "tensorrt"
-        and backend_version(runner) is not None
-        and any(f in package.files for f in formats)
-    ]
+    """The backends ``runner: auto`` would time for the model here (float files)."""
+    found = candidates(resolve_model(model), probe_hardware(full=False), int8=False)
+    return list(dict.fromkeys(c.backend for c in found))
 
 
 def bench_pipeline(models: list[str], video: Path, frames: int, bare_runs: int) -> list[PipelineCost]:
