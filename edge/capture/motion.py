@@ -6,8 +6,9 @@ grey levels, outside the motion masks, are grown together and their largest conn
 compared with ``min_area`` (a fraction of the frame): noise and compression speckle stay below
 it, anything that moves does not. The gate asks for inference while something moves, for
 ``hold`` seconds after that, and at least every ``refresh_after`` seconds on a still scene (so a
-slowly appearing object is found all the same); other frames are gated: the worker reuses the
-last detections for them, so tracks stay alive and rules keep their time.
+slowly appearing object is found all the same). A (re)started stream's first few frames are
+inferred while the background forms, without a ``hold`` after them. Other frames are gated:
+the worker reuses the last detections for them, so tracks stay alive and rules keep their time.
 
 It runs on the capture thread, on frame time (deterministic on files), and costs a fraction of
 a millisecond per frame at the default width.
@@ -23,7 +24,9 @@ import numpy as np
 
 from edge.config.schema import MotionConfig
 
-WARMUP_FRAMES = 3  # the background needs a few frames before it means anything
+# The background needs a few frames before it means anything: a (re)started stream's first
+# frames are inferred, but start no `hold` (a still scene that restarts stays cheap).
+WARMUP_FRAMES = 3
 BACKGROUND_SECONDS = 1.0  # the running background forgets a change in about this long
 EPSILON = 1e-6  # frame times are sums of float steps: 2.2 - 0.2 may fall short of 2.0
 DILATE = np.ones((3, 3), np.uint8)  # grows nearby changed pixels into one area
@@ -79,6 +82,7 @@ class MotionGate:
         due = (
             self._last_inference is None
             or moving
+            or self._frames <= WARMUP_FRAMES
             or (self._last_motion is not None and t - self._last_motion < self.cfg.hold - EPSILON)
             or t - self._last_inference >= self.cfg.refresh_after - EPSILON
             or t < self._last_inference  # a file started again
@@ -92,13 +96,14 @@ class MotionGate:
 
     def moving(self, frame: np.ndarray, step: float = 0.04) -> bool:
         """Did anything move since the background was learnt (updates the background)?
-        ``step``: seconds since the previous frame, for how much of it the background takes."""
+        ``step``: seconds since the previous frame, for how much of it the background takes.
+        A stream's first frame is the background: nothing moved yet."""
         grey = self._small_grey(frame)
         if self._background is None or self._background.shape != grey.shape:
             self._background = grey.astype(np.float32)
             self._frames = 1
-            self.last_area = 1.0
-            return True
+            self.last_area = 0.0
+            return False
         diff = cv2.absdiff(grey, cv2.convertScaleAbs(self._background))
         rate = 1.0 - math.exp(-max(step, 0.0) / BACKGROUND_SECONDS) if step > 0 else 0.05
         cv2.accumulateWeighted(grey, self._background, rate)
@@ -111,7 +116,7 @@ class MotionGate:
         h, w = grey.shape
         largest = max((cv2.contourArea(c) for c in contours), default=0.0)
         self.last_area = float(largest) / (w * h)
-        return self._frames <= WARMUP_FRAMES or self.last_area >= self.cfg.min_area
+        return self.last_area >= self.cfg.min_area
 
     def _small_grey(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
