@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import FetchError
-from edge.models import file_sha256
+from edge.runners.base import file_sha256
 
 Progress = Callable[[str], None]
 

@@ -30,9 +30,9 @@ from edge.decoders import (
     decode_params,
 )
 from edge.errors import BackendUnavailable, EdgeError, ModelError
-from edge.models import ModelPackage, file_sha256, resolve_model
+from edge.models import ModelPackage, resolve_model
 from edge.runners.autotune import Choice, autotuned_selection
-from edge.runners.base import ModelRunner, RunnerOptions, load_runner, one_line, warm_up
+from edge.runners.base import ModelRunner, RunnerOptions, file_sha256, load_runner, one_line, warm_up
 from edge.runners.select import Candidate, HardwareInfo, Selection, probe_hardware, select_runner
 from edge.types import Detections, TensorSpec
 
@@ -89,8 +89,9 @@ class LoadedModel:
 def runner_options(model: ModelConfig, pipeline: bool = True, state_dir: Path | None = None) -> RunnerOptions:
     """Runner settings from a config's ``models.<name>`` section. In the pipeline OpenVINO is
     compiled for throughput (several frames in flight) unless the config says otherwise.
-    ``state_dir`` (the config's) holds TensorRT's engine cache in ``<state_dir>/tensorrt``;
-    without it TensorRT uses ``$XDG_CACHE_HOME/edge/tensorrt``."""
+    ``state_dir`` (the config's) holds TensorRT's engine cache in ``<state_dir>/tensorrt``
+    (without it TensorRT uses ``$XDG_CACHE_HOME/edge/tensorrt``) and OpenVINO's compiled
+    models in ``<state_dir>/openvino`` (without it OpenVINO compiles at every load)."""
     hint = model.performance_hint or ("throughput" if pipeline else None)
     return RunnerOptions(
         device=model.device,
@@ -99,6 +100,7 @@ def runner_options(model: ModelConfig, pipeline: bool = True, state_dir: Path | 
         providers=tuple(model.providers) if model.providers else None,
         performance_hint=hint,
         cache_dir=state_dir / "tensorrt" if state_dir is not None else None,
+        openvino_cache=state_dir / "openvino" if state_dir is not None else None,
         dla_core=model.dla_core,
         max_batch=model.max_batch,
         graph_preprocess=model.graph_preprocess,

@@ -10,7 +10,6 @@ header before a TensorRT engine.
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import os
 import struct
@@ -29,8 +28,8 @@ from edge.config.loader import SourceMap, pydantic_problems, record_lines
 from edge.config.schema import Strict, check_path_text
 from edge.config.yaml_safe import YamlProblem, compose_yaml, construct_yaml
 from edge.errors import ModelError
-from edge.runners.base import require_model_file
-from edge.runners.onnxruntime import ort_problem
+from edge.onnx_metadata import read_metadata_props
+from edge.runners.base import file_sha256, require_model_file
 
 MANIFEST = "model.yaml"
 Format = Literal["onnx", "openvino", "tflite", "engine"]
@@ -144,19 +143,6 @@ class ModelPackage:
         return path
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, or of an OpenVINO IR's .xml and .bin together."""
-    digest = hashlib.sha256()
-    parts = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
-    for part in parts:
-        if not part.exists():
-            continue
-        with part.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_manifest(path: Path) -> ModelPackage:
     """Parse ``model.yaml``; errors name the manifest file, line and field."""
     try:
@@ -231,18 +217,9 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def _onnx_metadata(path: Path) -> dict[str, Any]:
-    import onnxruntime as ort
-
     require_model_file(path, "an ONNX model")
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    try:
-        meta = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).get_modelmeta()
-    except Exception as exc:
-        raise ModelError(f"{path}: not a readable ONNX model ({ort_problem(exc)})") from exc
     out: dict[str, Any] = {}
-    for key, value in meta.custom_metadata_map.items():
+    for key, value in read_metadata_props(path).items():
         try:
             out[key] = _literal(value)
         except (ValueError, SyntaxError, MemoryError, RecursionError):

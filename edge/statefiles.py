@@ -8,15 +8,16 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text``: a temporary file in the same folder, fsync, rename,
-    fsync of the folder. Readers see the old content or the new, never a mix."""
+def write_atomic(path: Path, data: str | bytes | memoryview, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` (text is written as UTF-8): a temporary file in the same
+    folder, fsync, rename, fsync of the folder. Readers see the old content or the new, never
+    a mix."""
     if not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())

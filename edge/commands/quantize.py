@@ -30,12 +30,12 @@ from edge import __version__
 from edge.errors import GateFailed, QuantizeError
 from edge.inference import LoadedModel, load_model
 from edge.logs import progress
-from edge.models import FORMAT_SUFFIX, ModelPackage, file_sha256, read_manifest, resolve_model
+from edge.models import FORMAT_SUFFIX, ModelPackage, read_manifest, resolve_model
 from edge.quantize.backends import Quantized, quantize_onnx, quantize_openvino
 from edge.quantize.gate import Agreement, agreement
 from edge.quantize.package import check_out, default_out_dir, write_package
 from edge.quantize.sources import sample_frames
-from edge.runners.base import ModelRunner, RunnerOptions
+from edge.runners.base import ModelRunner, RunnerOptions, file_sha256
 from edge.runners.select import probe_hardware
 
 TARGETS = {"openvino-int8": ("openvino", "openvino"), "onnx-int8": ("onnx", "onnxruntime")}

@@ -159,10 +159,11 @@ class Application:
             self.budget = FrameBudget(self.max_frames)
         for name in sorted({c.model for c in cameras.values()}):
             self.models[name] = self._load_model(cfg, name)
-        release_free_heap()  # what compiling the models freed goes back to the system
         self.dispatcher = ActionDispatcher(self._build_actions(cfg))
         for name in self.models:
             self.workers[name] = self._build_worker(cfg, name, cameras)
+        # what compiling the models and warming them up freed goes back to the system
+        release_free_heap()
         for cam_name, cam in cameras.items():
             self._build_camera(cam_name, cam)
         if self.publisher is not None:

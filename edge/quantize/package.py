@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from edge.errors import QuantizeError
-from edge.models import FORMAT_SUFFIX, MANIFEST, ModelPackage, file_sha256, read_manifest
+from edge.models import FORMAT_SUFFIX, MANIFEST, ModelPackage, read_manifest
+from edge.runners.base import file_sha256
 
 
 def default_out_dir(package: ModelPackage) -> Path:

@@ -44,8 +44,8 @@ import numpy as np
 
 from edge import __version__
 from edge.buffer.preprocess import LetterboxPreprocessor
-from edge.models import ModelPackage, file_sha256
-from edge.runners.base import RunnerOptions, one_line
+from edge.models import ModelPackage
+from edge.runners.base import RunnerOptions, file_sha256, one_line
 from edge.runners.select import NATIVE, Candidate, HardwareInfo, Selection, candidates, usable, usable_cores
 from edge.statefiles import keep_as_evidence, write_atomic
 

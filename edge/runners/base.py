@@ -8,6 +8,7 @@ extra to install.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import re
@@ -36,6 +37,8 @@ class RunnerOptions:
     TensorRT reads ``precision`` too (f16 when None, f32, bf16) and these:
     ``cache_dir``: where engines built from ONNX and the timing cache are kept (the daemon
     passes ``<state_dir>/tensorrt``); None: ``$XDG_CACHE_HOME/edge/tensorrt``.
+    ``openvino_cache``: where OpenVINO keeps compiled models for the next start (the daemon
+    passes ``<state_dir>/openvino``); None compiles at every load.
     ``dla_core``: run on this DLA core (Jetson Orin/Xavier), GPU fallback for the rest.
     ``max_batch``: the largest batch a dynamic-batch engine is built for; larger batches run in chunks.
     ``input_hw``: height and width frames will have; pins a dynamic image size in the engine.
@@ -52,6 +55,7 @@ class RunnerOptions:
     performance_hint: str | None = None
     warmup: bool = True
     cache_dir: Path | None = None
+    openvino_cache: Path | None = None
     dla_core: int | None = None
     max_batch: int = 4
     input_hw: tuple[int, int] | None = None
@@ -299,3 +303,16 @@ def require_model_file(path: Path, expected: str, allow_empty: bool = False) -> 
         raise ModelError(f"{path}: is not a regular file; expected {expected}")
     if st.st_size == 0 and not allow_empty:
         raise ModelError(f"{path}: is empty (0 bytes); expected {expected}")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of an OpenVINO IR's .xml and .bin together."""
+    digest = hashlib.sha256()
+    parts = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    for part in parts:
+        if not part.exists():
+            continue
+        with part.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

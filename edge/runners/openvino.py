@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError
+from edge.runners import openvino_cache
 from edge.runners.base import (
     RunnerOptions,
     finish_output,
@@ -209,6 +210,27 @@ class OpenVinoRunner:
         if path.suffix not in FRONTENDS:
             raise ModelError(f"{path}: OpenVINO reads {', '.join(FRONTENDS)} files, not {path.suffix!r}")
         core = ov.Core()
+        config = compile_config(options)
+        entry = None
+        if options.openvino_cache is not None:
+            require_model_file(path, FRONTENDS[path.suffix][1])
+            entry = openvino_cache.entry_for(core, options.openvino_cache, path, options, config)
+        kept = openvino_cache.load(core, entry, path, options.device, config) if entry else None
+        if kept is not None:
+            self._compiled, self.takes_bgr8 = kept.compiled, kept.takes_bgr8
+        else:
+            self._compiled = self._compile(core, path, options, config)
+            if entry is not None:
+                openvino_cache.save(self._compiled, entry, path, self.takes_bgr8)
+        self.device = options.device
+        self.precision = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.inputs = [_spec(p, "input", i) for i, p in enumerate(self._compiled.inputs)]
+        self.outputs = [_spec(p, "output", i) for i, p in enumerate(self._compiled.outputs)]
+        self._request: Any = None  # made by the first run(); async use drops it
+        self._queues: list[AsyncInfer] = []
+
+    def _compile(self, core: Any, path: Path, options: RunnerOptions, config: dict[str, Any]) -> Any:
+        """Read ``path``, fold preprocessing into it (setting ``takes_bgr8``), compile it."""
         model = read_model(core, path)
         try:
             self.takes_bgr8 = fold_preprocessing(model, options)
@@ -218,17 +240,11 @@ class OpenVinoRunner:
                 "graph_preprocess: false does it in the capture thread"
             ) from exc
         try:
-            self._compiled = core.compile_model(model, options.device, compile_config(options))
+            return core.compile_model(model, options.device, config)
         except Exception as exc:
             raise ModelError(
                 f"{path}: OpenVINO could not compile it for {options.device} ({one_line(exc)})"
             ) from exc
-        self.device = options.device
-        self.precision = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self.inputs = [_spec(p, "input", i) for i, p in enumerate(self._compiled.inputs)]
-        self.outputs = [_spec(p, "output", i) for i, p in enumerate(self._compiled.outputs)]
-        self._request = self._compiled.create_infer_request()
-        self._queues: list[AsyncInfer] = []
 
     def optimal_jobs(self) -> int:
         """OpenVINO's own advice on how many requests keep this device busy."""
@@ -236,11 +252,14 @@ class OpenVinoRunner:
 
     def async_infer(self, jobs: int) -> AsyncInfer:
         queue = AsyncInfer(self._compiled, self.inputs, self.outputs, jobs)
+        self._request = None  # the warm-up's request: its buffers are not needed any more
         self._queues.append(queue)  # waited for before the compiled model goes
         return queue
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         prepared = {i: prepare_feed(s, feeds[s.name]) for i, s in enumerate(self.inputs)}
+        if self._request is None:
+            self._request = self._compiled.create_infer_request()
         self._request.infer(prepared)
         # The request reuses its output buffers: copy before the next inference overwrites them.
         return [

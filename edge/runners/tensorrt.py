@@ -39,7 +39,15 @@ from typing import Any
 import numpy as np
 
 from edge.errors import BackendUnavailable, EdgeError, ModelError
-from edge.runners.base import RunnerOptions, missing_backend, one_line, prepare_feed, require_model_file
+from edge.runners.base import (
+    RunnerOptions,
+    file_sha256,
+    missing_backend,
+    one_line,
+    prepare_feed,
+    require_model_file,
+)
+from edge.statefiles import write_atomic
 from edge.types import TensorSpec, guess_layout
 
 log = logging.getLogger(__name__)
@@ -165,14 +173,6 @@ class BuildKey:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def axis_range(shape: Sequence[int], axis: int, options: RunnerOptions) -> tuple[int, int, int]:
     """min, opt, max of dynamic ``axis`` of an input of ``shape``."""
     if axis == 0:
@@ -242,12 +242,6 @@ def parse_onnx(trt: Any, builder: Any, logger: Any, path: Path) -> tuple[Any, An
     return network, parser
 
 
-def _write_atomic(target: Path, data: bytes | memoryview) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
@@ -301,9 +295,9 @@ def engine_for_onnx(
     data = bytes(memoryview(serialized))
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(engine_file, data)
-        _write_atomic(engine_file.with_suffix(".json"), json.dumps(asdict(key), indent=1).encode())
-        _write_atomic(timing_file, memoryview(config.get_timing_cache().serialize()))
+        write_atomic(engine_file, data)
+        write_atomic(engine_file.with_suffix(".json"), json.dumps(asdict(key), indent=1).encode())
+        write_atomic(timing_file, memoryview(config.get_timing_cache().serialize()))
     except OSError as exc:
         log.warning("%s: cannot cache the engine in %s (%s): it will be built again", path, cache_dir, exc)
     log.info("%s: engine built in %.0f s, cached as %s", path, time.perf_counter() - started, engine_file)
