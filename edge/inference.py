@@ -215,8 +215,9 @@ def filled_options(package: ModelPackage, options: RunnerOptions | None) -> Runn
 def trial_loader(
     package: ModelPackage, options: RunnerOptions, overrides: Mapping[str, Any] | None = None
 ) -> Callable[[Candidate], LoadedModel]:
-    """Loads a candidate as ``load_model`` would, without warm-up (``autotune`` times its runs)."""
-    opts = replace(options, warmup=False)
+    """Loads a candidate as ``load_model`` would, without warm-up (``autotune`` times its runs)
+    and without keeping compiled models (a candidate may lose; its loading time stays its own)."""
+    opts = replace(options, warmup=False, openvino_cache=None)
 
     def load(candidate: Candidate) -> LoadedModel:
         started = time.perf_counter()

@@ -41,11 +41,21 @@ def _shipped(name: str) -> Callable[[Path], Path]:
     return make
 
 
+def _with_fixed_fields(tmp: Path) -> Path:
+    """Unknown top-level fields of 8 and 4 bytes (wire types 1 and 5) before the metadata:
+    skipped by their size, as protobuf readers do."""
+    path = _yolo({"task": "detect"})(tmp)
+    data = path.read_bytes()
+    path.write_bytes(b"\xf9\x01" + bytes(range(8)) + b"\xfd\x01" + bytes(range(4)) + data)
+    return path
+
+
 ULTRALYTICS = {str(k): str(v) for k, v in ultralytics_metadata(["person", "car", "bus"], 64).items()}
 READABLE = [
     ("ultralytics-style", _yolo(ULTRALYTICS)),
     ("no-metadata", _yolo(None)),
     ("unicode-and-empty-values", _yolo({"names": "{0: 'Straße', 1: '车'}", "empty": "", "": "no key"})),
+    ("fixed-size-fields-skipped", _with_fixed_fields),
     ("ppocr-rec-character-list", _shipped("*rec*.onnx")),
     ("ppocr-det", _shipped("*det*.onnx")),
 ]
@@ -81,7 +91,9 @@ BROKEN = [
     ("only-metadata", _broken(lambda b: _entry(b"task", b"detect")), "no IR version and graph"),
     ("metadata-not-utf8", _broken(lambda b: b + _entry(b"names", b"\xff\xfe")), "is not UTF-8"),
     ("group-wire-type", _broken(lambda b: b + b"\x0b"), "wire type 3"),
-    ("empty", _broken(lambda b: b""), "cannot read it"),
+    ("empty", _broken(lambda b: b""), "the file is empty"),
+    ("fixed-size-field-cut", _broken(lambda b: b + b"\x7d\x01\x02"), "inside a fixed-size field"),
+    ("number-over-10-bytes", _broken(lambda b: b + b"\x08" + b"\xff" * 10 + b"\x01"), "longer than 10 bytes"),
 ]
 
 

@@ -6,6 +6,7 @@ again; a cache that cannot be written only costs speed. Real OpenVINO on the rea
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -59,6 +60,21 @@ def _entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+def _written(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each file's inode and modification time: a file written again changes them."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def _flip_a_byte(blob: Path) -> None:
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # in the weights: OpenVINO itself would import it
+    blob.write_bytes(bytes(data))
+
+
+def _edit_meta(meta: Path, **changes: object) -> None:
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), **changes}))
+
+
 @pytest.mark.parametrize("make", MODELS)
 def test_the_next_load_imports_the_compiled_model(
     make: Callable[[Path, Path], tuple[Path, InputFormat]],
@@ -80,8 +96,10 @@ def test_the_next_load_imports_the_compiled_model(
     meta = json.loads((cache / names[1]).read_text())
     assert meta["takes_bgr8"] is True and meta["source"] == str(path.resolve())
     assert meta["facts"]["preprocess"] == [fmt.color, list(fmt.mean), list(fmt.std)]
+    assert meta["blob_bytes"] == (cache / names[0]).stat().st_size
     assert any("kept in" in r.getMessage() for r in caplog.records)
     expected = first.run(_feed(first, image, fmt))
+    kept = _written(cache)
     caplog.clear()
 
     second = OpenVinoRunner(path, options)
@@ -90,40 +108,74 @@ def test_the_next_load_imports_the_compiled_model(
     got = second.run(_feed(second, image, fmt))
     for a, b in zip(expected, got, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert _entries(cache) == names  # imported, not written again
+    assert _written(cache) == kept  # imported, not written again
 
-    # without preprocessing in the graph: another entry, which replaces the first
+    # without preprocessing in the graph: another entry beside the first
     plain = OpenVinoRunner(path, RunnerOptions(preprocess=fmt, graph_preprocess=False, openvino_cache=cache))
     assert not plain.takes_bgr8
-    after = _entries(cache)
-    assert len(after) == 2 and after != names
+    assert len(_entries(cache)) == 4 and set(names) < set(_entries(cache))
     for a, b in zip(expected, plain.run(_feed(plain, image, fmt)), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 * max(1.0, float(np.abs(a).max())))
 
 
-# (case, what is done to the kept files, phrase of the warning)
+def test_the_newest_entries_of_a_model_file_are_kept(models_dir: Path, tmp_path: Path) -> None:
+    """Up to KEEP entries per model file (two models on one file with other settings do not
+    evict each other); the oldest go, with their evidence."""
+    require_backend("openvino")
+    path, fmt = _blazeface(models_dir, tmp_path)
+    cache = tmp_path / "openvino"
+    stems = []
+    for threads in (1, 2, 3, 4):
+        OpenVinoRunner(path, RunnerOptions(preprocess=fmt, threads=threads, openvino_cache=cache))
+        stems.append(max(cache.glob("*.json"), key=lambda p: p.stat().st_mtime_ns).stem)
+        if threads == 1:
+            (cache / f"{stems[0]}.blob.corrupt").write_bytes(b"evidence of an older failure")
+    assert len(set(stems)) == 4
+    assert _entries(cache) == sorted(f"{stem}.{ext}" for stem in stems[1:] for ext in ("blob", "json"))
+
+
+# (case, what is done to the kept files, phrase of the warning, the file set aside)
 BROKEN = [
-    ("blob-garbage", lambda blob, meta: blob.write_bytes(b"not a compiled model" * 100), "cannot be used"),
-    ("blob-empty", lambda blob, meta: blob.write_bytes(b""), "cannot be used"),
-    ("meta-not-json", lambda blob, meta: meta.write_text("{"), "cannot be used"),
+    (
+        "blob-garbage",
+        lambda blob, meta: blob.write_bytes(b"not a compiled model" * 100),
+        "size or sha256",
+        "blob",
+    ),
+    ("blob-one-byte-changed", lambda blob, meta: _flip_a_byte(blob), "size or sha256 differ", "blob"),
+    ("blob-empty", lambda blob, meta: blob.write_bytes(b""), "size or sha256", "blob"),
+    (
+        "blob-garbage-described-as-kept",  # the .json agrees: OpenVINO itself refuses it
+        lambda blob, meta: (
+            blob.write_bytes(b"x" * 64),
+            _edit_meta(meta, blob_bytes=64, blob_sha256=hashlib.sha256(b"x" * 64).hexdigest()),
+        ),
+        "OpenVINO cannot import it",
+        "blob",
+    ),
+    ("meta-not-json", lambda blob, meta: meta.write_text("{"), "not readable JSON", "json"),
     (
         "meta-other-facts",
         lambda blob, meta: meta.write_text(json.dumps({"facts": {}, "takes_bgr8": True})),
         "does not describe this model",
+        "json",
     ),
     (
         "meta-without-takes-bgr8",
-        lambda blob, meta: meta.write_text(json.dumps({**json.loads(meta.read_text()), "takes_bgr8": None})),
-        "no takes_bgr8",
+        lambda blob, meta: _edit_meta(meta, takes_bgr8=None),
+        "lacks takes_bgr8",
+        "json",
     ),
+    ("meta-without-sha256", lambda blob, meta: _edit_meta(meta, blob_sha256=None), "blob_sha256", "json"),
 ]
 
 
-@pytest.mark.parametrize(("case", "damage", "phrase"), BROKEN, ids=[c[0] for c in BROKEN])
+@pytest.mark.parametrize(("case", "damage", "phrase", "culprit"), BROKEN, ids=[c[0] for c in BROKEN])
 def test_a_broken_entry_is_kept_aside_and_the_model_compiled_again(
     case: str,
     damage: Callable[[Path, Path], object],
     phrase: str,
+    culprit: str,
     models_dir: Path,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -142,13 +194,17 @@ def test_a_broken_entry_is_kept_aside_and_the_model_compiled_again(
     again = OpenVinoRunner(path, options)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and phrase in warnings[0] and str(path) in warnings[0], warnings
-    assert (cache / f"{blob.name}.corrupt").exists()  # evidence
+    evidence = [p.name for p in cache.glob("*.corrupt")]
+    assert evidence == [f"{blob.stem}.{culprit}.corrupt"]  # the file at fault, set aside
     for a, b in zip(expected, again.run(_feed(again, image, fmt)), strict=True):
         np.testing.assert_array_equal(a, b)
     assert blob.exists() and blob.with_suffix(".json").exists()  # kept anew
     caplog.clear()
     OpenVinoRunner(path, options)
     assert any("imported from" in r.getMessage() for r in caplog.records)
+    damage(blob, blob.with_suffix(".json"))  # broken again: still one piece of evidence
+    OpenVinoRunner(path, options)
+    assert [p.name for p in cache.glob("*.corrupt")] == evidence
 
 
 def test_a_cache_that_cannot_be_written_only_costs_speed(
