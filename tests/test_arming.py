@@ -286,7 +286,8 @@ def test_set_command_through_the_broker(
     wait_until(lambda: watcher.on("edge/yard/gate/person/armed") == [b"ON"], 10, "the retained armed ON")
     send(commander, "edge/yard/gate/person/set", payload)
     if armed is None:
-        wait_until(lambda: control.rejected == 1, 10, "the bad payload to be rejected")
+        # the count goes up just before the warning is logged, on the MQTT thread: wait for both
+        wait_until(lambda: control.rejected == 1 and warnings(caplog), 10, "the bad payload to be rejected")
         assert store.armed("gate", "person") is True
         [line] = warnings(caplog)
         assert "edge/yard/gate/person/set" in line and "expected ON or OFF" in line
@@ -322,7 +323,8 @@ def test_set_for_an_unknown_pair_is_ignored(
     store = ArmingStore(tmp_path / "armed.json", DEFAULTS)
     control = start_control(broker, publisher, store)
     send(commander, topic, b"OFF")
-    wait_until(lambda: control.rejected == 1, 10, "the command to be rejected")
+    # the count goes up just before the warning is logged, on the MQTT thread: wait for both
+    wait_until(lambda: control.rejected == 1 and warnings(caplog), 10, "the command to be rejected")
     [line] = warnings(caplog)
     assert topic in line and expected in line
     assert store.snapshot() == DEFAULTS
