@@ -208,6 +208,43 @@ def test_fastest_accurate_wins(
     assert rows["openvino"].median_ms == pytest.approx(costs["openvino"] * 1000)
 
 
+@dataclass
+class BusyAtFirst:
+    """A trial on a machine that is 3x slower until the clock reaches ``until``."""
+
+    inner: Wrapped
+    until: float
+
+    def preprocessor(self) -> LetterboxPreprocessor:
+        return self.inner.preprocessor()
+
+    def run_tensor(self, tensor: np.ndarray) -> list[np.ndarray]:
+        if self.inner.clock.now < self.until:
+            self.inner.clock.now += 2 * self.inner.cost
+        return self.inner.run_tensor(tensor)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_machine_busy_while_one_backend_is_timed_does_not_decide(tiny: ModelPackage, hw: HardwareInfo) -> None:
+    """ONNX Runtime (10 ms, truly faster) is loaded and timed first while the machine is busy
+    (30 ms); OpenVINO (15 ms) after, on a quiet machine. Timed in one block each, OpenVINO
+    would win; the second, interleaved pass times ONNX Runtime again, and its better pass counts."""
+    loader = loader_for(tiny, {"onnxruntime": 0.010, "openvino": 0.015})
+
+    def load(c: Candidate) -> Trial:
+        inner = loader(c)
+        assert isinstance(inner, Wrapped)
+        return BusyAtFirst(inner, until=0.06)  # ORT's warm-up run and its first timed run
+
+    choice = measure(tiny, hw, load, clock=loader.clock, budget=FEW)
+    assert choice is not None and choice.backend == "onnxruntime"
+    rows = {r.backend: r for r in choice.rows}
+    assert rows["onnxruntime"].median_ms == pytest.approx(10.0) and rows["onnxruntime"].runs == 2
+    assert rows["openvino"].median_ms == pytest.approx(15.0) and rows["openvino"].runs == 2
+
+
 def test_a_failing_candidate_is_a_row_not_an_error(tiny: ModelPackage, hw: HardwareInfo) -> None:
     loader = loader_for(tiny)
 

@@ -4,11 +4,16 @@ On the first load of a model on a machine, every candidate (``select.candidates`
 backend with the file the heuristics would give it, and int8 twins the gate lets run) is
 loaded and run on one deterministic input: a fixed synthetic frame (seeded noise, shapes and
 text drawn with OpenCV) put through the candidate's own preprocessor. Each gets ``WARM_RUNS``
-untimed runs (the first one's outputs are the accuracy sample), then timed runs until ``RUNS``
-runs or ``BACKEND_BUDGET_S`` seconds (at least one timed run); once ``TOTAL_BUDGET_S`` seconds
-have gone since the start (loads included), the candidates still waiting are skipped. So the
-whole thing takes at most about ``TOTAL_BUDGET_S`` plus one candidate (its load, warm-up runs
-and budget), whatever the model: 8 runs / 2 s per backend, 10 s in all.
+untimed runs (the first one's outputs are the accuracy sample), then timed runs in two passes
+over all candidates (A B … then A B … again): each pass gives a candidate half of ``RUNS``
+runs or half of ``BACKEND_BUDGET_S`` seconds (at least one timed run), and a candidate's
+better pass counts. A shared machine's speed drifts by tens of percent within seconds: timed
+one after the other in one block each, two backends of about the same speed swapped places
+from run to run; interleaved, drift touches both. Once ``TOTAL_BUDGET_S`` seconds have gone
+since the start (loads included), the candidates still waiting are skipped, and the second
+pass is run for all or none. So the whole thing takes at most about ``TOTAL_BUDGET_S`` plus one
+candidate (its load, warm-up runs and budget), whatever the model: 8 runs / 2 s per backend,
+10 s in all.
 
 Accuracy. A float candidate is compared with the reference: the backend native to its file's
 format (ONNX Runtime for .onnx, LiteRT for .tflite, OpenVINO for IR), else the first native
@@ -21,7 +26,7 @@ a DB map up to 7 %, hence the percentile, not the maximum); rounding the input t
 most 0.7 %; a swapped colour order (a broken conversion) gives 16 % to 84 %. An int8 twin's
 accuracy is its ``edge quantize`` gate report (judged on real frames), reported as such.
 
-The fastest accurate candidate (median of the timed runs) wins. The choice, the whole table and
+The fastest accurate candidate (the median of its better pass) wins. The choice, the whole table and
 a one-line reason are cached in ``<state_dir>/runner-choice.json`` under a key of the model
 files' sha256s, the backends' versions, the CPU model, the int8 preference and the options
 that change speed; a key miss measures again, and a cached backend no longer usable is ignored.
@@ -53,7 +58,7 @@ log = logging.getLogger("edge.autotune")
 
 FILENAME = "runner-choice.json"
 SCHEMA = 1
-METHOD = 2  # part of the key: bump when the measurement or the tolerance changes
+METHOD = 3  # part of the key: bump when the measurement or the tolerance changes
 WARM_RUNS = 2
 RUNS = 8
 BACKEND_BUDGET_S = 2.0
@@ -176,9 +181,20 @@ class _Timed:
     outputs: list[np.ndarray]
 
 
-def _time_one(
+@dataclass
+class _Loaded:
+    """A candidate loaded and warmed up, kept open between the two timing passes."""
+
+    trial: Trial
+    pre: LetterboxPreprocessor
+    tensor: np.ndarray
+    load_ms: float
+    outputs: list[np.ndarray]
+
+
+def _load_one(
     candidate: Candidate, load: TrialLoader, frame: np.ndarray, clock: Clock, budget: Budget
-) -> _Timed:
+) -> _Loaded:
     started = clock()
     trial = load(candidate)
     load_ms = (clock() - started) * 1000
@@ -189,10 +205,15 @@ def _time_one(
         outputs = [np.array(o, copy=True) for o in trial.run_tensor(tensor)]
         for _ in range(budget.warm_runs - 1):
             trial.run_tensor(tensor)
-        times = _frame_times(trial, pre, frame, tensor, clock, budget)
-    finally:
+    except BaseException:
         trial.close()
-    return _Timed(load_ms, float(np.median(times)) * 1000, len(times), outputs)
+        raise
+    return _Loaded(trial, pre, tensor, load_ms, outputs)
+
+
+def _half(budget: Budget) -> Budget:
+    """One of the two timing passes' share of a backend's budget."""
+    return replace(budget, runs=max(1, budget.runs // 2), backend_s=budget.backend_s / 2)
 
 
 def _frame_times(
@@ -223,6 +244,12 @@ def _frame_times(
     queue = make(jobs)
     name = runner.inputs[0].name
     slots = [pre.new_tensor() for _ in range(jobs)]
+    for job, slot in enumerate(slots):  # each new request's first run allocates: not timed
+        pre(frame, slot)
+        queue.submit({name: slot}, -1 - job)
+    for job in range(jobs):
+        queue.wait(-1 - job)
+    begun = clock()
     n = 0
     while n < budget.runs * jobs and (n < jobs or clock() - begun < budget.backend_s):
         if n >= jobs:
@@ -270,16 +297,40 @@ def measure(
     pool = sorted(found, key=lambda c: (_reference_of(c, found) != c, found.index(c)))  # references first
     image = synthetic_frame() if frame is None else frame
     started = clock()
-    timed: dict[Candidate, _Timed] = {}
+    loaded: dict[Candidate, _Loaded] = {}
+    times: dict[Candidate, list[list[float]]] = {}
     failed: dict[Candidate, str] = {}
-    for c in pool:
-        if timed and clock() - started > budget.total_s:
-            failed[c] = f"skipped: the {budget.total_s:.0f} s budget was spent"
-            continue
-        try:
-            timed[c] = _time_one(c, load, image, clock, budget)
-        except Exception as exc:  # one broken backend must not stop the others
-            failed[c] = f"failed: {one_line(exc, 160)}"
+    share = _half(budget)
+    try:
+        for c in pool:  # pass 1: load, warm up, time
+            if loaded and clock() - started > budget.total_s:
+                failed[c] = f"skipped: the {budget.total_s:.0f} s budget was spent"
+                continue
+            try:
+                one = loaded[c] = _load_one(c, load, image, clock, budget)
+                times[c] = [_frame_times(one.trial, one.pre, image, one.tensor, clock, share)]
+            except Exception as exc:  # one broken backend must not stop the others
+                loaded.pop(c, None)
+                failed[c] = f"failed: {one_line(exc, 160)}"
+        if len(times) > 1 and clock() - started <= budget.total_s:  # pass 2, for all or none
+            for c, one in loaded.items():
+                try:
+                    times[c].append(_frame_times(one.trial, one.pre, image, one.tensor, clock, share))
+                except Exception as exc:
+                    times.pop(c)
+                    failed[c] = f"failed: {one_line(exc, 160)}"
+    finally:
+        for one in loaded.values():
+            one.trial.close()
+    timed = {
+        c: _Timed(
+            loaded[c].load_ms,
+            min(float(np.median(block)) for block in blocks) * 1000,
+            sum(len(block) for block in blocks),
+            loaded[c].outputs,
+        )
+        for c, blocks in times.items()
+    }
     rows = [_row(package, c, timed, failed, pool, int8) for c in pool]
     fine = [r for r in rows if r.accurate and r.median_ms is not None]
     if not fine:
