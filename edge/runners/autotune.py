@@ -310,7 +310,9 @@ def measure(
                 one = loaded[c] = _load_one(c, load, image, clock, budget)
                 times[c] = [_frame_times(one.trial, one.pre, image, one.tensor, clock, share)]
             except Exception as exc:  # one broken backend must not stop the others
-                loaded.pop(c, None)
+                broken = loaded.pop(c, None)
+                if broken is not None:
+                    broken.trial.close()
                 failed[c] = f"failed: {one_line(exc, 160)}"
         if len(times) > 1 and clock() - started <= budget.total_s:  # pass 2, for all or none
             for c, one in loaded.items():
