@@ -104,6 +104,7 @@ def runner_options(model: ModelConfig, pipeline: bool = True, state_dir: Path | 
         dla_core=model.dla_core,
         max_batch=model.max_batch,
         graph_preprocess=model.graph_preprocess,
+        graph_hw=(model.input_size[1], model.input_size[0]) if model.input_size else None,
     )
 
 
@@ -152,9 +153,12 @@ def load_model(
     try:
         package = ref if isinstance(ref, ModelPackage) else resolve_model(ref, search_dirs)
         hw = hardware or probe_hardware(full=False)
-        selection = select_runner(package, hw, runner, int8)
         opts = filled_options(package, options)
-        if runner == "auto" and autotune and state_dir is not None:
+        if runner == "auto" and opts.graph_hw is not None:
+            selection = _resizing_runner(package, hw, int8, opts.graph_hw)
+        else:
+            selection = select_runner(package, hw, runner, int8)
+        if runner == "auto" and autotune and state_dir is not None and opts.graph_hw is None:
             trials = trial_loader(package, opts, overrides)
             child = functools.partial(measure_in_child, package, hw, opts, overrides, int8)
             selection = autotuned_selection(
@@ -176,6 +180,16 @@ def load_model(
         raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {one_line(exc)})") from exc
 
 
+def _resizing_runner(
+    package: ModelPackage, hw: HardwareInfo, int8: bool | None, graph_hw: tuple[int, int]
+) -> Selection:
+    """``runner: auto`` with ``input_size``: OpenVINO, the runner that resizes a static graph
+    (not timed against the others, which would run the square graph)."""
+    picked = select_runner(package, hw, "openvino", int8)
+    why = f"input_size {graph_hw[1]}x{graph_hw[0]}: OpenVINO runs the graph at that size"
+    return replace(picked, reasons=(why, *picked.reasons[1:]))
+
+
 def _load_runner(
     package: ModelPackage,
     hw: HardwareInfo,
@@ -193,7 +207,7 @@ def _load_runner(
         try:
             return load_runner(selection.backend, path, replace(opts, warmup=False)), selection, path
         except BackendUnavailable as exc:
-            if runner != "auto":
+            if runner != "auto" or opts.graph_hw is not None:  # input_size: only OpenVINO resizes
                 raise
             broken[selection.backend] = one_line(exc)
             selection = select_runner(package, hw, runner, int8, broken)  # raises when none is left
@@ -204,7 +218,9 @@ def filled_options(package: ModelPackage, options: RunnerOptions | None) -> Runn
     """``options`` with what the package says filled in: the input size (pins dynamic-size
     engines, TensorRT, to the manifest) and the preprocessing a runner may fold into its graph."""
     opts = options or RunnerOptions()
-    if opts.input_hw is None and package.input.size:
+    if opts.graph_hw is not None:
+        opts = replace(opts, input_hw=opts.graph_hw)
+    elif opts.input_hw is None and package.input.size:
         opts = replace(opts, input_hw=(package.input.size[1], package.input.size[0]))
     if opts.preprocess is None:
         size = package.input.size or (0, 0)  # a runner that folds preprocessing keeps its own size
@@ -294,8 +310,13 @@ def _finish_loading(
     hw = spec.image_hw()
     if package.input.size is None and hw is None:
         raise ModelError(f"{path}: the input size is dynamic; set input.size in the model's model.yaml")
-    width, height = package.input.size if package.input.size else (hw[1], hw[0])  # type: ignore[index]
+    if opts.graph_hw is not None:  # input_size: the runner has run its graph at that size
+        height, width = opts.graph_hw
+    else:
+        width, height = package.input.size if package.input.size else (hw[1], hw[0])  # type: ignore[index]
     fmt = package.input_format(width, height)
+    if opts.graph_hw is not None:
+        fmt = replace(fmt, width=width, height=height)
     if loaded.takes_bgr8:  # colour, normalisation and layout are in the graph
         fmt = replace(fmt, color="bgr", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     if hw is not None and (hw[1], hw[0]) != (fmt.width, fmt.height):

@@ -283,3 +283,82 @@ def openvino_export(
     if metadata is not None:
         (folder / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
     return folder
+
+
+def yolov8_head_model(
+    path: Path, size: int = 128, num_classes: int = 1, metadata: dict[str, str] | None = None
+) -> Path:
+    """A static-size detector with the head of an Ultralytics YOLOv8 export, node for node from
+    the DFL on: per-level box and class maps flattened and concatenated, the DFL's
+    ``Reshape (1, 4, 16, N)``, softmax and bin-weighted sum, ``Reshape (1, 4, N)``, the distances
+    taken from and added to the anchor grid constant ``(1, 2, N)``, times the stride constant
+    ``(1, N)``, and sigmoid class scores: ``images`` (1, 3, size, size) -> ``output0``
+    (1, 4 + nc, N). These constants are what tie a real export to its size
+    (``edge.runners.openvino_resize``).
+
+    What it detects is known: each anchor's class score is ``sigmoid(16 * (m - 0.6))``, ``m``
+    the mean brightness of its cell, and each box is 4 cells wide and high, centred on its
+    anchor. A bright blob is found where it is, at every level.
+    """
+    strides = (8, 16, 32)
+    points, steps = [], []
+    for s in strides:
+        ys, xs = np.meshgrid(np.arange(size // s) + 0.5, np.arange(size // s) + 0.5, indexing="ij")
+        points.append(np.stack([xs.ravel(), ys.ravel()]))
+        steps.append(np.full(xs.size, s))
+    anchors = np.concatenate(points, 1).astype(np.float32)[None]  # (1, 2, N)
+    n = anchors.shape[2]
+    dfl_bias = np.full((4, 16), -10.0, np.float32)
+    dfl_bias[:, 2] = 10.0  # every side 2 cells from the anchor
+    inits = [
+        numpy_helper.from_array(np.full((64, 3, 1, 1), 0.0, np.float32), "box_w"),
+        numpy_helper.from_array(dfl_bias.ravel(), "box_b"),
+        numpy_helper.from_array(np.full((num_classes, 3, 1, 1), 16.0 / 3.0, np.float32), "cls_w"),
+        numpy_helper.from_array(np.full(num_classes, -9.6, np.float32), "cls_b"),
+        numpy_helper.from_array(np.array([1, 64, -1], np.int64), "flat_box"),
+        numpy_helper.from_array(np.array([1, num_classes, -1], np.int64), "flat_cls"),
+        numpy_helper.from_array(np.array([1, 4, 16, n], np.int64), "dfl_shape"),
+        numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(1, 16, 1, 1), "dfl_w"),
+        numpy_helper.from_array(np.array([1, 4, n], np.int64), "dist_shape"),
+        numpy_helper.from_array(anchors, "anchors_sub"),
+        numpy_helper.from_array(anchors.copy(), "anchors_add"),
+        numpy_helper.from_array(np.concatenate(steps).astype(np.float32)[None], "strides"),
+        numpy_helper.from_array(np.array([2, 2], np.int64), "halves"),
+        numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+    ]
+    nodes = []
+    for i, s in enumerate(strides):
+        nodes += [
+            helper.make_node("AveragePool", ["images"], [f"p{i}"], kernel_shape=[s, s], strides=[s, s]),
+            helper.make_node("Conv", [f"p{i}", "box_w", "box_b"], [f"box{i}"]),
+            helper.make_node("Conv", [f"p{i}", "cls_w", "cls_b"], [f"cls{i}"]),
+            helper.make_node("Reshape", [f"box{i}", "flat_box"], [f"fbox{i}"]),
+            helper.make_node("Reshape", [f"cls{i}", "flat_cls"], [f"fcls{i}"]),
+        ]
+    nodes += [
+        helper.make_node("Concat", [f"fbox{i}" for i in range(3)], ["box"], axis=2),
+        helper.make_node("Concat", [f"fcls{i}" for i in range(3)], ["cls"], axis=2),
+        helper.make_node("Reshape", ["box", "dfl_shape"], ["bins"]),
+        helper.make_node("Transpose", ["bins"], ["bins_t"], perm=[0, 2, 1, 3]),
+        helper.make_node("Softmax", ["bins_t"], ["soft"], axis=1),
+        helper.make_node("Conv", ["soft", "dfl_w"], ["dist4"]),
+        helper.make_node("Reshape", ["dist4", "dist_shape"], ["dist"]),
+        helper.make_node("Split", ["dist", "halves"], ["lt", "rb"], axis=1),
+        helper.make_node("Sub", ["anchors_sub", "lt"], ["x1y1"]),
+        helper.make_node("Add", ["anchors_add", "rb"], ["x2y2"]),
+        helper.make_node("Add", ["x1y1", "x2y2"], ["csum"]),
+        helper.make_node("Div", ["csum", "two"], ["cxy"]),
+        helper.make_node("Sub", ["x2y2", "x1y1"], ["wh"]),
+        helper.make_node("Concat", ["cxy", "wh"], ["xywh"], axis=1),
+        helper.make_node("Mul", ["xywh", "strides"], ["boxes"]),
+        helper.make_node("Sigmoid", ["cls"], ["scores"]),
+        helper.make_node("Concat", ["boxes", "scores"], ["output0"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "yolov8_head",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + num_classes, n])],
+        initializer=inits,
+    )
+    return save_graph(graph, path, metadata)

@@ -54,7 +54,9 @@ CASES = [
         "tracking scores out of order",
         BASE,
         ["cameras.door.tracking.low_score=0.7"],
-        ["x.yaml:6: cameras.door.tracking: expected low_score <= high_score <= new_track_score, got 0.7, 0.5, 0.6"],
+        [
+            "x.yaml:6: cameras.door.tracking: expected low_score <= high_score <= new_track_score, got 0.7, 0.5, 0.6"
+        ],
     ),
     (
         "unknown key",
@@ -137,6 +139,24 @@ CASES = [
         ["--set mqtt.port=abc: mqtt.port: Input should be a valid integer"],
     ),
     ("override unknown key", BASE, ["mqtt.hots=x"], ["--set mqtt.hots=x: mqtt.hots: unknown key"]),
+    (
+        "input_size valid",
+        edit("    path: blazepose\n", "    path: blazepose\n    input_size: [640, 384]\n"),
+        [],
+        None,
+    ),
+    (
+        "input_size not a multiple of 32",
+        edit("    path: blazepose\n", "    path: blazepose\n    input_size: [640, 360]\n"),
+        [],
+        ["x.yaml:5: models.person.input_size.1: expected a multiple of 32 (YOLO's largest stride), got 360"],
+    ),
+    (
+        "input_size with one side",
+        edit("    path: blazepose\n", "    path: blazepose\n    input_size: [640]\n"),
+        [],
+        ["x.yaml:5: models.person.input_size"],
+    ),
     ("override malformed", BASE, ["mqtt.port"], ["--set mqtt.port: expected dotted.key=value"]),
     (
         "all errors at once",

@@ -250,6 +250,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _multiple_of_32(side: int) -> int:
+    if side % 32:
+        raise ValueError(f"expected a multiple of 32 (YOLO's largest stride), got {side}")
+    return side
+
+
+ImageSide = Annotated[int, Field(ge=32, le=4096), AfterValidator(_multiple_of_32)]
+
+
 class ModelConfig(Strict):
     """A model the cameras can use."""
 
@@ -291,6 +300,12 @@ class ModelConfig(Strict):
         True,
         description="OpenVINO: fold colour order, normalisation and layout into the compiled model "
         "(it takes uint8 BGR frames; the capture thread only resizes). false: do them in the capture thread.",
+    )
+    input_size: tuple[ImageSide, ImageSide] | None = Field(
+        None,
+        description="[width, height] to run a square YOLO detector at (OpenVINO), e.g. [640, 384] "
+        "for 16:9 cameras on a 640x640 export: the padding a wide frame gets in a square input is "
+        "not computed. Multiples of 32. Unset: the model's own size.",
     )
     dla_core: int | None = Field(
         None,

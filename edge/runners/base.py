@@ -42,6 +42,10 @@ class RunnerOptions:
     ``dla_core``: run on this DLA core (Jetson Orin/Xavier), GPU fallback for the rest.
     ``max_batch``: the largest batch a dynamic-batch engine is built for; larger batches run in chunks.
     ``input_hw``: height and width frames will have; pins a dynamic image size in the engine.
+    ``graph_hw``: run the graph at this height and width instead of its own static size
+    (``models.<name>.input_size``): OpenVINO rewrites a YOLO head for it
+    (``edge.runners.openvino_resize``); other runners take it only where the graph's image
+    size is dynamic, and refuse a static graph of another size.
     ``preprocess``: the model's colour order and ``(x - mean) / std`` (from its manifest). A
     runner that can fold them and the layout into its compiled graph (OpenVINO) does so when
     ``graph_preprocess`` is on, and then takes the letterboxed frame as uint8 NHWC BGR: its
@@ -59,6 +63,7 @@ class RunnerOptions:
     dla_core: int | None = None
     max_batch: int = 4
     input_hw: tuple[int, int] | None = None
+    graph_hw: tuple[int, int] | None = None
     preprocess: InputFormat | None = None
     graph_preprocess: bool = True
 
@@ -194,6 +199,8 @@ def load_runner(backend: str, path: Path, options: RunnerOptions | None = None) 
         raise
     except Exception as exc:
         raise ModelError(f"{path}: {backend} could not load it ({one_line(exc)})") from exc
+    if opts.graph_hw is not None:
+        _check_graph_size(runner, opts.graph_hw, backend)
     if opts.warmup:
         try:
             warm_up(runner)
@@ -213,6 +220,19 @@ def missing_backend(backend: str, exc: BaseException) -> BackendUnavailable:
     return BackendUnavailable(
         f"runner {backend!r} needs {info.libraries[0]}, which is not installed ({exc}); {hint}"
     )
+
+
+def _check_graph_size(runner: ModelRunner, hw: tuple[int, int], backend: str) -> None:
+    """A runner asked for ``graph_hw`` whose image input is static at another size cannot
+    honour it: closed, and a ``ModelError`` that says which runner can."""
+    sizes = {size for spec in runner.inputs if (size := spec.image_hw()) is not None}
+    if sizes and sizes != {hw}:
+        (h, w), path = sizes.pop(), runner.path
+        runner.close()
+        raise ModelError(
+            f"{path}: its input is fixed at {w}x{h}; {backend} cannot run it at input_size "
+            f"{hw[1]}x{hw[0]} (runner: openvino can, for YOLO detectors)"
+        )
 
 
 def warm_up(

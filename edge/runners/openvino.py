@@ -29,6 +29,7 @@ from edge.runners.base import (
     prepare_feed,
     require_model_file,
 )
+from edge.runners.openvino_resize import resize_graph
 from edge.types import TensorSpec, guess_layout
 
 # Which OpenVINO frontend reads which file, and what the file should be (for error messages).
@@ -230,8 +231,11 @@ class OpenVinoRunner:
         self._queues: list[AsyncInfer] = []
 
     def _compile(self, core: Any, path: Path, options: RunnerOptions, config: dict[str, Any]) -> Any:
-        """Read ``path``, fold preprocessing into it (setting ``takes_bgr8``), compile it."""
+        """Read ``path``, resize it to ``graph_hw``, fold preprocessing into it (setting
+        ``takes_bgr8``), compile it."""
         model = read_model(core, path)
+        if options.graph_hw is not None:
+            resize_graph(model, options.graph_hw, path)
         try:
             self.takes_bgr8 = fold_preprocessing(model, options)
         except Exception as exc:

@@ -122,6 +122,8 @@ def entry_for(
         "config": {k: str(v) for k, v in sorted(config.items())},
         "preprocess": None if fmt is None else [fmt.color, list(fmt.mean), list(fmt.std)],
     }
+    if options.graph_hw is not None:  # absent otherwise: the keys of earlier entries stay valid
+        facts["graph_hw"] = list(options.graph_hw)
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
     stem = f"{path.stem}-{digest}"
     return CacheEntry(folder / f"{stem}.blob", folder / f"{stem}.json", facts)

@@ -1,0 +1,153 @@
+"""``models.<name>.input_size``: OpenVINO runs a square YOLO export at the frame's shape.
+
+The model is ``yolov8_head_model``: the head of an Ultralytics YOLOv8 export, with the constants
+that tie a real export to its size, and outputs that are known (a bright blob is found where it
+is). The same rewrite was checked on a real Ultralytics YOLOv8n export (README, Performance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require_backend
+from onnx_graphs import ultralytics_metadata, yolov8_head_model, yolov8_like_model
+
+from edge.config.schema import ModelConfig
+from edge.errors import ModelError
+from edge.inference import load_model, runner_options
+from edge.runners.base import RunnerOptions
+from edge.runners.select import probe_hardware
+
+
+@pytest.fixture(autouse=True)
+def _backends() -> None:
+    require_backend("openvino")
+    require_backend("onnxruntime")
+
+
+def _head(tmp: Path, size: int = 128) -> Path:
+    meta = {k: str(v) for k, v in ultralytics_metadata(["blob"], size).items()}
+    return yolov8_head_model(tmp / "head.onnx", size, 1, meta)
+
+
+def _frame(width: int, height: int, centre: tuple[int, int], radius: int) -> np.ndarray:
+    """A dark frame with a bright round blob, brightest at its centre (no two cells tie)."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    blob = np.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2.0 * radius**2))
+    grey = (40 + 215 * blob).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _detect(
+    path: Path, runner: str, hw: tuple[int, int] | None, frame: np.ndarray, state: Path | None = None
+):  # type: ignore[no-untyped-def]
+    opts = RunnerOptions(graph_hw=hw, openvino_cache=state)
+    model = load_model(str(path), runner=runner, options=opts, overrides={"score_threshold": 0.5})
+    try:
+        return model.input_spec.image_hw(), model.infer(frame)
+    finally:
+        model.close()
+
+
+# (id, frame size, input_size as (height, width), blob centre and radius in frame pixels)
+SAME = [
+    ("16:9 at 128x96", (1280, 720), (96, 128), (700, 300), 60),
+    ("16:9 blob near the top", (1280, 720), (96, 128), (200, 90), 50),
+    ("4:3 at 128x96", (640, 480), (96, 128), (320, 300), 40),
+    ("portrait at 96x128", (480, 640), (128, 96), (240, 200), 45),
+    ("2:1 at 128x64", (1280, 640), (64, 128), (900, 320), 70),
+]
+
+
+@pytest.mark.parametrize(("size", "hw", "centre", "radius"), [c[1:] for c in SAME], ids=[c[0] for c in SAME])
+def test_a_resized_graph_finds_what_the_square_one_finds(
+    tmp_path: Path, size: tuple[int, int], hw: tuple[int, int], centre: tuple[int, int], radius: int
+) -> None:
+    path = _head(tmp_path)
+    frame = _frame(*size, centre, radius)
+    square_hw, square = _detect(path, "openvino", None, frame)
+    reference_hw, reference = _detect(path, "onnxruntime", None, frame)
+    resized_hw, resized = _detect(path, "openvino", hw, frame)
+    assert (square_hw, reference_hw, resized_hw) == ((128, 128), (128, 128), hw)
+    assert len(square) >= 1 and square.score[0] > 0.9
+    # The blob is found where it is: the best box is centred on it.
+    box = square.xyxy[0]
+    assert abs((box[0] + box[2]) / 2 - centre[0]) < radius and abs((box[1] + box[3]) / 2 - centre[1]) < radius
+    for other in (reference, resized):
+        assert len(other) == len(square)
+        np.testing.assert_allclose(other.xyxy, square.xyxy, atol=1.0)
+        np.testing.assert_allclose(other.score, square.score, atol=1e-4)
+
+
+def test_a_resized_graph_is_kept_and_imported_at_its_size(tmp_path: Path) -> None:
+    path = _head(tmp_path)
+    frame = _frame(1280, 720, (640, 360), 80)
+    state = tmp_path / "openvino"
+    first_hw, first = _detect(path, "openvino", (96, 128), frame, state)
+    assert len(list(state.glob("*.blob"))) == 1
+    again_hw, again = _detect(path, "openvino", (96, 128), frame, state)
+    square_hw, _ = _detect(path, "openvino", None, frame, state)  # another size: another entry
+    assert (first_hw, again_hw, square_hw) == ((96, 128), (96, 128), (128, 128))
+    assert len(list(state.glob("*.blob"))) == 2
+    np.testing.assert_allclose(again.xyxy, first.xyxy, atol=1e-3)
+
+
+def _blazeface(models: Path, _tmp: Path) -> Path:
+    return models / "blazeface"  # the package: its manifest names the decoder
+
+
+def _no_grid(_models: Path, tmp: Path) -> Path:
+    meta = {k: str(v) for k, v in ultralytics_metadata(["a", "b"], 64).items()}
+    return yolov8_like_model(tmp / "plain.onnx", num_classes=2, size=64, metadata=meta)
+
+
+def _head_file(_models: Path, tmp: Path) -> Path:
+    return _head(tmp)
+
+
+# (id, model, runner, input (height, width), what the one-line error says)
+ERRORS = [
+    ("no anchor grid: BlazeFace", _blazeface, "openvino", (128, 256), "input_size works on YOLO exports with an anchor-free head"),
+    ("no anchor grid: a plain graph", _no_grid, "openvino", (32, 64), "no anchor grid for the model's 64x64 input was found"),
+    ("not a multiple of the stride", _head_file, "openvino", (80, 128), "input_size must be a multiple of 32"),
+    ("a runner that cannot resize", _head_file, "onnxruntime", (96, 128), "onnxruntime cannot run it at input_size 128x96 (runner: openvino can"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("make", "runner", "hw", "expected"), [c[1:] for c in ERRORS], ids=[c[0] for c in ERRORS]
+)
+def test_what_cannot_be_resized_is_refused_in_one_line(
+    models_dir: Path,
+    tmp_path: Path,
+    make,
+    runner: str,
+    hw: tuple[int, int],
+    expected: str,  # type: ignore[no-untyped-def]
+) -> None:
+    path = make(models_dir, tmp_path)
+    with pytest.raises(ModelError) as info:
+        load_model(str(path), runner=runner, options=RunnerOptions(graph_hw=hw))
+    message = str(info.value)
+    named = path / "face_detection_short_range.tflite" if path.is_dir() else path  # the file at fault
+    assert expected in message and message.startswith(f"{named}: ") and "\n" not in message
+
+
+def test_runner_auto_with_input_size_runs_openvino(tmp_path: Path) -> None:
+    path = _head(tmp_path)
+    cfg = ModelConfig(path=str(path), input_size=(128, 96))
+    opts = runner_options(cfg, state_dir=tmp_path)
+    assert opts.graph_hw == (96, 128)
+    hw = probe_hardware(full=False)
+    ort_first = replace(hw, cpu_vendor="AuthenticAMD", openvino_devices={})  # heuristics: ONNX Runtime
+    model = load_model(str(path), runner="auto", options=opts, hardware=ort_first, state_dir=tmp_path)
+    try:
+        assert model.selection.backend == "openvino"
+        assert model.selection.reasons[0] == "input_size 128x96: OpenVINO runs the graph at that size"
+        assert model.input_spec.image_hw() == (96, 128)
+    finally:
+        model.close()
+    assert not (tmp_path / "runner-choice.json").exists()  # nothing was timed
