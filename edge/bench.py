@@ -15,7 +15,7 @@ import resource
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,10 +169,19 @@ def naive_loop(model: LoadedModel, video: Path, limit: int, progress: bool) -> M
 
 
 def pipeline(
-    model_ref: str, runner: str, precision: str | None, video: Path, limit: int, jobs: int, progress: bool
+    model_ref: str,
+    runner: str,
+    precision: str | None,
+    video: Path,
+    limit: int,
+    jobs: int,
+    progress: bool,
+    input_size: tuple[int, int] | None = None,
 ) -> Measure:
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as state_dir:
-        return _pipeline(model_ref, runner, precision, video, limit, jobs, progress, Path(state_dir))
+        return _pipeline(
+            model_ref, runner, precision, video, limit, jobs, progress, Path(state_dir), input_size
+        )
 
 
 def _pipeline(
@@ -184,12 +193,14 @@ def _pipeline(
     jobs: int,
     progress: bool,
     state_dir: Path,
+    input_size: tuple[int, int] | None = None,
 ) -> Measure:
+    size = f", input_size: [{input_size[0]}, {input_size[1]}]" if input_size else ""
     text = f"""
 state_dir: "{state_dir}"
 status_interval: 1h
 models: {{m: {{path: "{model_ref}", runner: {runner}{f", precision: {precision}" if precision else ""},
-            async_jobs: {jobs}}}}}
+            async_jobs: {jobs}{size}}}}}
 cameras:
   bench: {{source: {{type: file, path: "{video}"}}, model: m, buffer: lossless, buffer_slots: {jobs + 2}}}
 mqtt: {{enabled: false}}
@@ -228,27 +239,28 @@ def run_bench(
     frames: int = 300,
     bare_runs: int = 200,
     progress: bool = True,
+    input_size: tuple[int, int] | None = None,
 ) -> BenchReport:
+    """``input_size``: (width, height) to run the model at (``models.<name>.input_size``)."""
+    graph_hw = (input_size[1], input_size[0]) if input_size else None
     # Sync and the naive loop get the latency-tuned model; async and the pipeline the
     # throughput-tuned one (the same settings `edge run` uses), so each is at its best.
-    model = load_model(
-        model_ref, runner, options=RunnerOptions(precision=precision, performance_hint="latency")
-    )
+    latency = RunnerOptions(precision=precision, performance_hint="latency", graph_hw=graph_hw)
+    model = load_model(model_ref, runner, options=latency)
     pre = model.preprocessor()
     tensor = pre.new_tensor()
     pre(_first_frame(video), tensor)
     sync = bare_sync(model, tensor, bare_runs, progress)
     naive = naive_loop(model, video, frames, progress)
     model.close()
-    model = load_model(
-        model_ref, runner, options=RunnerOptions(precision=precision, performance_hint="throughput")
-    )
+    throughput = replace(latency, performance_hint="throughput")
+    model = load_model(model_ref, runner, options=throughput)
     jobs = async_jobs(model, None)
     asynchronous = bare_async(model, tensor, bare_runs, jobs, progress)
     backend = model.selection.backend
     file = model.selection.path.name
     model.close()
-    piped = pipeline(model_ref, backend, precision, video, frames, jobs, progress)
+    piped = pipeline(model_ref, backend, precision, video, frames, jobs, progress, input_size)
     best = max(sync.fps, asynchronous.fps if asynchronous else 0.0)
     ratios = {
         "pipeline / bare best": round(piped.fps / best, 3) if best else 0.0,

@@ -147,9 +147,14 @@ def bench_config(
     state_dir: Path,
     threads: int | None = None,
     urls: list[str] | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> str:
     """The config text: ``cameras`` real-time looping file cameras (or, given ``urls``, RTSP
-    cameras) on one model, no MQTT, no event log (nothing written but into ``state_dir``)."""
+    cameras) on one model, no MQTT, no event log (nothing written but into ``state_dir``).
+    ``input_size``: (width, height) the model runs at (``models.<name>.input_size``)."""
+    extra = f", threads: {threads}" if threads else ""
+    if input_size:
+        extra += f", input_size: [{input_size[0]}, {input_size[1]}]"
     file = f"{{type: file, path: {json.dumps(str(video))}, loop: true, realtime: true}}"
     sources = [f"{{type: rtsp, url: {json.dumps(u)}}}" for u in urls] if urls else [file] * cameras
     cams = "\n".join(
@@ -158,7 +163,7 @@ def bench_config(
     return f"""
 state_dir: {json.dumps(str(state_dir))}
 status_interval: 1h
-models: {{m: {{path: {json.dumps(model_ref)}, runner: {runner}{f", threads: {threads}" if threads else ""}}}}}
+models: {{m: {{path: {json.dumps(model_ref)}, runner: {runner}{extra}}}}}
 cameras:
 {cams}
 mqtt: {{enabled: false}}
@@ -295,6 +300,7 @@ def run_cameras_bench(
     warmup: float = 3.0,
     threads: int | None = None,
     rtsp: bool = False,
+    input_size: tuple[int, int] | None = None,
 ) -> CamerasReport:
     """Run ``cameras`` real-time cameras for ``warmup`` + ``seconds`` and measure the last
     ``seconds``; everything is written into a temporary folder, removed afterwards. ``rtsp``:
@@ -302,11 +308,31 @@ def run_cameras_bench(
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
         if not rtsp:
             return _run(
-                model_ref, video, cameras, detect_fps, seconds, runner, warmup, threads, Path(folder), None
+                model_ref,
+                video,
+                cameras,
+                detect_fps,
+                seconds,
+                runner,
+                warmup,
+                threads,
+                Path(folder),
+                None,
+                input_size,
             )
         with rtsp_streams(video, cameras, warmup + seconds + 30.0, Path(folder)) as urls:
             return _run(
-                model_ref, video, cameras, detect_fps, seconds, runner, warmup, threads, Path(folder), urls
+                model_ref,
+                video,
+                cameras,
+                detect_fps,
+                seconds,
+                runner,
+                warmup,
+                threads,
+                Path(folder),
+                urls,
+                input_size,
             )
 
 
@@ -321,9 +347,10 @@ def _run(
     threads: int | None,
     folder: Path,
     urls: list[str] | None,
+    input_size: tuple[int, int] | None = None,
 ) -> CamerasReport:
     state_dir = folder / "state"
-    text = bench_config(model_ref, runner, video, cameras, detect_fps, state_dir, threads, urls)
+    text = bench_config(model_ref, runner, video, cameras, detect_fps, state_dir, threads, urls, input_size)
     app = Application(parse_config(text, "<bench>"))
     app.start()
     try:

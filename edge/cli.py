@@ -260,6 +260,14 @@ def _add_preview(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=handler)
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    """``WxH``: width and height in pixels, each at least 1."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x384, got {text!r}")
+    return int(width), int(height)
+
+
 def _rate(text: str) -> float:
     """Frames per second: a finite number more than 0."""
     try:
@@ -318,6 +326,11 @@ def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         "--threads", type=positive_int,
         help="with --cameras: the model's inference threads (models.<name>.threads; default: the runner's)",
     )  # fmt: skip
+    p.add_argument(
+        "--input-size", type=_image_size, metavar="WxH",
+        help="run the model at this size (models.<name>.input_size), e.g. 640x384 for a square YOLO "
+        "export on 16:9 video",
+    )  # fmt: skip
 
     def handler(args: argparse.Namespace) -> int:
         if args.cameras is not None:
@@ -326,7 +339,7 @@ def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
         report = run_bench(
             args.model, args.video, args.runner, args.precision, args.frames, args.bare_runs,
-            progress=sys.stderr.isatty(),
+            progress=sys.stderr.isatty(), input_size=args.input_size,
         )  # fmt: skip
         print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
         return 0
@@ -341,7 +354,7 @@ def _bench_cameras(args: argparse.Namespace) -> int:
         raise EdgeError(f"{args.video}: no such video file (--video)")
     report = run_cameras_bench(
         args.model, args.video, args.cameras, args.detect_fps, args.seconds, args.runner, args.warmup,
-        threads=args.threads, rtsp=args.rtsp,
+        threads=args.threads, rtsp=args.rtsp, input_size=args.input_size,
     )  # fmt: skip
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_cameras_report(report))
     return 0

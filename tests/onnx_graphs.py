@@ -294,7 +294,9 @@ def yolov8_head_model(
     taken from and added to the anchor grid constant ``(1, 2, N)``, times the stride constant
     ``(1, N)``, and sigmoid class scores: ``images`` (1, 3, size, size) -> ``output0``
     (1, 4 + nc, N). These constants are what tie a real export to its size
-    (``edge.runners.openvino_resize``).
+    (``edge.runners.openvino_resize``). Two more kinds, from other Ultralytics heads: one copy
+    of the grid is stored shifted by -0.5 (as a pose head's keypoint grid is), and the stride-32
+    class map is flattened to its cells and folded back (as YOLO11's attention block does).
 
     What it detects is known: each anchor's class score is ``sigmoid(16 * (m - 0.6))``, ``m``
     the mean brightness of its cell, and each box is 4 cells wide and high, centred on its
@@ -320,7 +322,10 @@ def yolov8_head_model(
         numpy_helper.from_array(np.array([1, 4, 16, n], np.int64), "dfl_shape"),
         numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(1, 16, 1, 1), "dfl_w"),
         numpy_helper.from_array(np.array([1, 4, n], np.int64), "dist_shape"),
-        numpy_helper.from_array(anchors, "anchors_sub"),
+        numpy_helper.from_array(anchors - 0.5, "corners"),  # the grid shifted, as a pose head has it
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+        numpy_helper.from_array(np.array([1, num_classes, (size // 32) ** 2], np.int64), "tokens"),
+        numpy_helper.from_array(np.array([1, num_classes, size // 32, size // 32], np.int64), "cells"),
         numpy_helper.from_array(anchors.copy(), "anchors_add"),
         numpy_helper.from_array(np.concatenate(steps).astype(np.float32)[None], "strides"),
         numpy_helper.from_array(np.array([2, 2], np.int64), "halves"),
@@ -331,11 +336,17 @@ def yolov8_head_model(
         nodes += [
             helper.make_node("AveragePool", ["images"], [f"p{i}"], kernel_shape=[s, s], strides=[s, s]),
             helper.make_node("Conv", [f"p{i}", "box_w", "box_b"], [f"box{i}"]),
-            helper.make_node("Conv", [f"p{i}", "cls_w", "cls_b"], [f"cls{i}"]),
+            helper.make_node("Conv", [f"p{i}", "cls_w", "cls_b"], [f"cls{i}" if s != 32 else "cls_map"]),
             helper.make_node("Reshape", [f"box{i}", "flat_box"], [f"fbox{i}"]),
             helper.make_node("Reshape", [f"cls{i}", "flat_cls"], [f"fcls{i}"]),
         ]
+    nodes += [  # YOLO11's attention at stride 32 flattens a level's cells and folds them back
+        helper.make_node("Reshape", ["cls_map", "tokens"], ["cls_tokens"]),
+        helper.make_node("Reshape", ["cls_tokens", "cells"], ["cls2"]),
+    ]
+    nodes = [n for n in nodes if n.output != ["fcls2"]]  # made again below from the folded map
     nodes += [
+        helper.make_node("Reshape", ["cls2", "flat_cls"], ["fcls2"]),
         helper.make_node("Concat", [f"fbox{i}" for i in range(3)], ["box"], axis=2),
         helper.make_node("Concat", [f"fcls{i}" for i in range(3)], ["cls"], axis=2),
         helper.make_node("Reshape", ["box", "dfl_shape"], ["bins"]),
@@ -344,6 +355,7 @@ def yolov8_head_model(
         helper.make_node("Conv", ["soft", "dfl_w"], ["dist4"]),
         helper.make_node("Reshape", ["dist4", "dist_shape"], ["dist"]),
         helper.make_node("Split", ["dist", "halves"], ["lt", "rb"], axis=1),
+        helper.make_node("Add", ["corners", "half"], ["anchors_sub"]),
         helper.make_node("Sub", ["anchors_sub", "lt"], ["x1y1"]),
         helper.make_node("Add", ["anchors_add", "rb"], ["x2y2"]),
         helper.make_node("Add", ["x1y1", "x2y2"], ["csum"]),

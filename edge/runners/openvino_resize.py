@@ -64,26 +64,50 @@ def image_size(model: Any) -> tuple[int | None, int | None, str] | None:
     return None
 
 
-def _matches(data: np.ndarray, expected: np.ndarray) -> bool:
-    values = data.astype(np.float32).reshape(expected.shape)
-    return bool(np.allclose(values, expected, rtol=0.0, atol=1e-3))
-
-
 Grid = tuple[np.ndarray, np.ndarray]  # cell centres (2, N) and strides (N,)
 
 
-def _replacement(data: np.ndarray, old: Grid, new: Grid) -> np.ndarray | None:
-    """What a constant becomes at the new size, or None when it is not part of the head's grid."""
+def _offset(data: np.ndarray, points: np.ndarray) -> float | None:
+    """The constant c for which ``data`` holds the cell centres plus c (0 for the grid itself,
+    -0.5 for the cell corners a pose head adds keypoints to), else None."""
+    values = data.astype(np.float32).reshape(points.shape) - points
+    c = float(values.flat[0])
+    return c if bool(np.allclose(values, c, rtol=0.0, atol=1e-3)) else None
+
+
+def _replacement(
+    data: np.ndarray, consumers: set[str], old: Grid, new: Grid, levels: list[tuple[int, int, int, int]]
+) -> np.ndarray | None:
+    """What a constant becomes at the new size, or None when it does not depend on the size.
+
+    ``levels``: (height, width) in cells at the old size, then at the new one, per stride."""
     (points0, strides0), (points1, strides1) = old, new
     n0, n1 = strides0.size, strides1.size
     if data.dtype.kind == "f":
-        if data.size == 2 * n0 and data.shape[-2:] == (2, n0) and _matches(data, points0):
-            return points1.reshape(data.shape[:-2] + (2, n1)).astype(data.dtype)
-        if data.size == n0 and data.shape[-1:] == (n0,) and _matches(data, strides0):
+        if data.size == 2 * n0 and data.shape[-2:] == (2, n0):
+            c = _offset(data, points0)
+            if c is not None:  # the grid, or the grid shifted
+                return (points1 + c).reshape(data.shape[:-2] + (2, n1)).astype(data.dtype)
+        if (
+            data.size == n0
+            and data.shape[-1:] == (n0,)
+            and np.allclose(data.astype(np.float32).ravel(), strides0, rtol=0.0, atol=1e-3)
+        ):
             return strides1.reshape(data.shape[:-1] + (n1,)).astype(data.dtype)
-    elif data.dtype.kind in "iu" and data.ndim == 1 and n0 in data.tolist():
-        return np.where(data == n0, n1, data).astype(data.dtype)  # a Reshape target holding N
-    return None
+        return None
+    if data.dtype.kind not in "iu" or data.ndim != 1 or consumers != {"Reshape"}:
+        return None
+    # A Reshape target: the anchor count anywhere; as its last entry, a level's cell count
+    # (attention over a level's cells, as in YOLO11); as its last two, a level's height and
+    # width. Only the last entries: the DFL's 16 bins equal a level's cells at some sizes.
+    values = data.tolist()
+    out = [n1 if v == n0 else v for v in values]
+    for h0, w0, h1, w1 in levels:
+        if len(out) >= 3 and out[-1] == h0 * w0:
+            out[-1] = h1 * w1
+        elif len(out) >= 4 and out[-2:] == [h0, w0]:
+            out[-2:] = [h1, w1]
+    return None if out == values else np.array(out, dtype=data.dtype)
 
 
 def resize_graph(model: Any, hw: tuple[int, int], path: Path) -> None:
@@ -123,8 +147,10 @@ def resize_graph(model: Any, hw: tuple[int, int], path: Path) -> None:
     if hw[0] % step or hw[1] % step:
         raise ModelError(f"{path}: input_size must be a multiple of {step} (the model's largest stride)")
     new = anchor_grid(hw[0], hw[1], strides)
+    levels = [(h0 // s, w0 // s, hw[0] // s, hw[1] // s) for s in strides]
     for op in constants:
-        value = _replacement(np.asarray(op.get_data()), old, new)
+        consumers = {t.get_node().get_type_name() for t in op.output(0).get_target_inputs()}
+        value = _replacement(np.asarray(op.get_data()), consumers, old, new, levels)
         if value is not None:
             const = opset13.constant(value)
             for target in list(op.output(0).get_target_inputs()):
@@ -154,4 +180,4 @@ def _is_grid(op: Any, old: Grid) -> bool:
     shape = tuple(op.get_output_shape(0))
     if shape[-2:] != points.shape or int(np.prod(shape)) != points.size:
         return False
-    return _matches(np.asarray(op.get_data()), points)
+    return _offset(np.asarray(op.get_data()), points) == 0.0
