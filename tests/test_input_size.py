@@ -7,6 +7,7 @@ is). The same rewrite was checked on a real Ultralytics YOLOv8n export (README, 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,10 +16,13 @@ import pytest
 from conftest import require_backend
 from onnx_graphs import ultralytics_metadata, yolov8_head_model, yolov8_like_model
 
+from edge.config import parse_config
 from edge.config.schema import ModelConfig
+from edge.daemon.app import Application
 from edge.errors import ModelError
 from edge.inference import load_model, runner_options
 from edge.runners.base import RunnerOptions
+from edge.runners.openvino_resize import suggested_size
 from edge.runners.select import probe_hardware
 
 
@@ -151,3 +155,59 @@ def test_runner_auto_with_input_size_runs_openvino(tmp_path: Path) -> None:
     finally:
         model.close()
     assert not (tmp_path / "runner-choice.json").exists()  # nothing was timed
+
+
+# (id, frame size, input size, the input_size suggested (None: none))
+SUGGESTIONS = [
+    ("16:9 in 640x640", (1280, 720), (640, 640), (640, 384)),
+    ("16:9 in 320x320", (1920, 1080), (320, 320), (320, 192)),
+    ("4:3 in 640x640", (640, 480), (640, 640), (640, 480)),
+    ("portrait 9:16", (720, 1280), (640, 640), (384, 640)),
+    ("square frames", (1080, 1080), (640, 640), None),
+    ("already resized", (1280, 720), (640, 384), None),
+    ("5:4, a fifth saved", (1280, 1024), (640, 640), (640, 512)),
+    ("10:9, under a fifth saved", (1200, 1080), (640, 640), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "given", "expected"), [c[1:] for c in SUGGESTIONS], ids=[c[0] for c in SUGGESTIONS]
+)
+def test_the_suggested_input_size(
+    frame: tuple[int, int], given: tuple[int, int], expected: tuple[int, int] | None
+) -> None:
+    assert suggested_size(frame, given) == expected
+
+
+@pytest.mark.parametrize(
+    ("input_size", "hint"), [(None, True), ((128, 96), False)], ids=["square", "resized"]
+)
+def test_the_daemon_says_once_which_input_size_skips_the_padding(
+    demo_clip: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    input_size: tuple[int, int] | None,
+    hint: bool,
+) -> None:
+    path = _head(tmp_path)
+    size = f", input_size: [{input_size[0]}, {input_size[1]}]" if input_size else ""
+    text = f"""
+state_dir: "{tmp_path / "state"}"
+status_interval: 1h
+models: {{m: {{path: "{path}", runner: openvino{size}}}}}
+cameras:
+  gate: {{source: {{type: file, path: "{demo_clip}"}}, model: m, buffer: lossless}}
+mqtt: {{enabled: false}}
+actions: {{event_log: false}}
+"""
+    caplog.set_level(logging.INFO, logger="edge.pipeline")
+    app = Application(parse_config(text, "hint.yaml"), max_frames=6)
+    app.start()
+    try:
+        result = app.run()
+    finally:
+        app.stop()
+    assert result.frames == 6
+    hints = [r.getMessage() for r in caplog.records if "input_size" in r.getMessage()]
+    expected = "camera gate: its 1280x720 frames fill 56 % of model m's 128x128 input; models.m.input_size: [128, 96]"
+    assert [h.startswith(expected) for h in hints] == ([True] if hint else [])

@@ -340,7 +340,7 @@ class CaptureThread(threading.Thread):
         if not looping:
             self._since = None
         self._set_state(CameraState.STREAMING)
-        session = self._stream()
+        session = self._stream(looping)
         self.source.close()
         if session.ended and session.frames == 0 and not self.source.live:
             reason = session.error or f"cannot read {self.source.description}: no frame could be decoded"
@@ -368,15 +368,17 @@ class CaptureThread(threading.Thread):
         self._set_state(CameraState.CONNECTING)
         return True
 
-    def _stream(self) -> _Session:
-        """Read until the source ends or fails, or stop is requested."""
+    def _stream(self, looping: bool = False) -> _Session:
+        """Read until the source ends or fails, or stop is requested. ``looping``: the next
+        pass of a looping file, which goes on with the scene (motion gating keeps its background:
+        a cut from the file's end to its start shows as motion)."""
         fps = self.source.fps() or 25.0
         interval = 1.0 / self.fps_cap if self.fps_cap else 0.0
         next_due = 0.0
         index = 0  # frame index in this session (a file pass)
         steady = False
         self._gap = 1.0 / fps
-        if self.motion is not None:
+        if self.motion is not None and not looping:
             self.motion.reset()  # a new stream: learn its scene again
         while not self.stop_event.is_set():
             if self.pacer is not None and self.pacer.wait_turn(fps):

@@ -28,6 +28,7 @@ from edge.overlay import camera_shapes
 from edge.preview.tap import PreviewFrame, PreviewTap
 from edge.rules.engine import Event, FrameInfo, RuleEngine
 from edge.runners.openvino import AsyncInfer
+from edge.runners.openvino_resize import RESIZABLE_DECODERS, suggested_size
 from edge.telemetry.figures import LATENCY_BUCKETS
 from edge.tracking.bytetrack import ByteTracker
 from edge.types import Detections
@@ -52,6 +53,7 @@ class CameraChannel:
     tracker: ByteTracker | None = None  # used by the worker thread only
     last_dets: Detections | None = None  # the last decoded detections: reused for gated frames
     gated: int = 0  # frames processed without inference (the scene stood still)
+    hinted: bool = False  # the input_size hint was considered for this camera
     # Seconds from the frame's decode (``slot.t_wall``) to the end of ``_finish`` (rules
     # evaluated, events handed to the actions), for the most recent frames: ``edge bench``.
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
@@ -410,6 +412,24 @@ class InferenceWorker(threading.Thread):
         if self.budget is not None:
             self.budget.settle()
 
+    def _hint_input_size(self, camera: str, frame_wh: tuple[int, int]) -> None:
+        """Say once per camera when a YOLO model spends a fifth or more of its input on the
+        letterbox's padding, and which ``input_size`` would not (README: input_size)."""
+        fmt = self.model.input_format
+        if self.model.package.decoder not in RESIZABLE_DECODERS:
+            return
+        size = suggested_size(frame_wh, (fmt.width, fmt.height))
+        if size is None:
+            return
+        scale = min(fmt.width / frame_wh[0], fmt.height / frame_wh[1])
+        share = 100.0 * frame_wh[0] * frame_wh[1] * scale * scale / (fmt.width * fmt.height)
+        log.info(
+            "camera %s: its %dx%d frames fill %.0f %% of model %s's %dx%d input; "
+            "models.%s.input_size: [%d, %d] runs the model without the padding (YOLO on OpenVINO)",
+            camera, frame_wh[0], frame_wh[1], share, self.model_name, fmt.width, fmt.height,
+            self.model_name, size[0], size[1],
+        )  # fmt: skip
+
     def _finish(
         self, ch: CameraChannel, slot: Slot, outputs: list[np.ndarray] | None, infer_seconds: float
     ) -> None:
@@ -424,6 +444,9 @@ class InferenceWorker(threading.Thread):
         else:
             assert slot.letterbox is not None
             dets = ch.last_dets = self.model.decode(outputs, DecodeContext(slot.letterbox, (w, h)))
+            if not ch.hinted:
+                ch.hinted = True
+                self._hint_input_size(ch.name, (w, h))
         t_decoded = time.perf_counter()
         stationary: np.ndarray | None = None
         ended: tuple[int, ...] = ()

@@ -26,6 +26,7 @@ a wide and a narrow grey border do.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,23 @@ def anchor_grid(height: int, width: int, strides: tuple[int, ...]) -> tuple[np.n
         points.append(np.stack([xs.ravel(), ys.ravel()]))
         steps.append(np.full(xs.size, s))
     return np.concatenate(points, 1).astype(np.float32), np.concatenate(steps).astype(np.float32)
+
+
+# Which decoders read an anchor-free Ultralytics head (what ``resize_graph`` rewrites).
+RESIZABLE_DECODERS = frozenset({"yolov8", "yolov10"})
+
+
+def suggested_size(
+    frame_wh: tuple[int, int], input_wh: tuple[int, int], step: int = 32
+) -> tuple[int, int] | None:
+    """The ``input_size`` (width, height) that holds a frame of ``frame_wh`` at the scale it gets
+    in ``input_wh``, each side rounded up to ``step``; None when that saves under a fifth of
+    the input (a frame of about the input's shape)."""
+    (fw, fh), (iw, ih) = frame_wh, input_wh
+    scale = min(iw / fw, ih / fh)
+    width = min(iw, math.ceil(fw * scale / step) * step)
+    height = min(ih, math.ceil(fh * scale / step) * step)
+    return (width, height) if width * height <= 0.8 * iw * ih else None
 
 
 def image_size(model: Any) -> tuple[int | None, int | None, str] | None:
