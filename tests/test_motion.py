@@ -124,13 +124,17 @@ def test_a_file_that_starts_again_is_inferred_at_once() -> None:
 # -- on real video ------------------------------------------------------------------------------
 
 
-def edge_run(clip: Path, state: Path, *sets: str) -> tuple[str, list[tuple[object, ...]]]:
+def edge_run(
+    clip: Path, state: Path, *sets: str, max_frames: int | None = None
+) -> tuple[str, list[tuple[object, ...]]]:
     args = [sys.executable, "-m", "edge", "run", "configs/demo.yaml", "--set", f"state_dir={state}",
             "--set", f"cameras.entrance.source.path={clip}", "--set", "mqtt.enabled=false",
             "--set", "actions.snapshots.enabled=false", "--set", "models.person.runner=litert",
             "--set", "status_interval=1h"]  # fmt: skip
     for s in sets:
         args += ["--set", s]
+    if max_frames is not None:
+        args += ["--max-frames", str(max_frames)]
     out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     import json
@@ -197,3 +201,25 @@ def test_an_fps_cap_and_gating_together(models_dir: Path, tmp_path: Path) -> Non
     # the kept frames are looked at (check_fps 5 > 2) and go on to the rules; on a still scene
     # only the warm-up (3 frames) and the refreshes every 5 s run inference
     assert processed == kept and kept - 8 <= gated < kept
+
+
+def test_a_looping_still_clip_is_not_warmed_up_again_at_each_pass(models_dir: Path, tmp_path: Path) -> None:
+    """A looping file's next pass goes on with the scene: motion gating keeps its background,
+    so only the first pass starts with the warm-up (3 inferred frames); after it, a still scene
+    is inferred every `refresh_after` (5 s) of frame time, across the loop (frame time runs on)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from make_demo_video import FPS as CLIP_FPS
+    from make_demo_video import SECONDS, make
+
+    clip = make(tmp_path / "still.mp4", still=True)
+    log, _ = edge_run(
+        clip, tmp_path / "state", "cameras.entrance.motion.enabled=true", "cameras.entrance.source.loop=true",
+        max_frames=150,
+    )  # fmt: skip
+    line = re.findall(r"camera entrance: stopped, read (\d+) .*?gated (\d+)", log)
+    assert line, log[-2000:]
+    read, gated = map(int, line[-1])
+    assert read > CLIP_FPS * SECONDS + 5 * CLIP_FPS, log[-2000:]  # well into the second pass
+    t_last = (read - 1) / CLIP_FPS
+    refreshes = int((t_last - 2 / CLIP_FPS) // 5.0 + 1e-9)  # after the warm-up's last frame
+    assert read - gated == WARMUP_FRAMES + refreshes, log[-2000:]
