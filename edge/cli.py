@@ -261,10 +261,12 @@ def _add_preview(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _image_size(text: str) -> tuple[int, int]:
-    """``WxH``: width and height in pixels, each at least 1."""
+    """``WxH``: width and height in pixels, multiples of 32."""
     width, sep, height = text.lower().partition("x")
     if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x384, got {text!r}")
+    if int(width) % 32 or int(height) % 32:
+        raise argparse.ArgumentTypeError(f"expected multiples of 32 (YOLO's largest stride), got {text!r}")
     return int(width), int(height)
 
 

@@ -308,7 +308,7 @@ def _finish_loading(
 ) -> LoadedModel:
     spec = _input_spec(loaded, path)
     hw = spec.image_hw()
-    if package.input.size is None and hw is None:
+    if package.input.size is None and hw is None and opts.graph_hw is None:
         raise ModelError(f"{path}: the input size is dynamic; set input.size in the model's model.yaml")
     if opts.graph_hw is not None:  # input_size: the runner has run its graph at that size
         height, width = opts.graph_hw

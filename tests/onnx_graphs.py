@@ -286,13 +286,17 @@ def openvino_export(
 
 
 def yolov8_head_model(
-    path: Path, size: int = 128, num_classes: int = 1, metadata: dict[str, str] | None = None
+    path: Path,
+    size: int = 128,
+    num_classes: int = 1,
+    metadata: dict[str, str] | None = None,
+    height: int | None = None,
 ) -> Path:
     """A static-size detector with the head of an Ultralytics YOLOv8 export, node for node from
     the DFL on: per-level box and class maps flattened and concatenated, the DFL's
     ``Reshape (1, 4, 16, N)``, softmax and bin-weighted sum, ``Reshape (1, 4, N)``, the distances
     taken from and added to the anchor grid constant ``(1, 2, N)``, times the stride constant
-    ``(1, N)``, and sigmoid class scores: ``images`` (1, 3, size, size) -> ``output0``
+    ``(1, N)``, and sigmoid class scores: ``images`` (1, 3, height or size, size) -> ``output0``
     (1, 4 + nc, N). These constants are what tie a real export to its size
     (``edge.runners.openvino_resize``). Two more kinds, from other Ultralytics heads: one copy
     of the grid is stored shifted by -0.5 (as a pose head's keypoint grid is), and the stride-32
@@ -303,9 +307,10 @@ def yolov8_head_model(
     anchor. A bright blob is found where it is, at every level.
     """
     strides = (8, 16, 32)
+    h, w = height or size, size
     points, steps = [], []
     for s in strides:
-        ys, xs = np.meshgrid(np.arange(size // s) + 0.5, np.arange(size // s) + 0.5, indexing="ij")
+        ys, xs = np.meshgrid(np.arange(h // s) + 0.5, np.arange(w // s) + 0.5, indexing="ij")
         points.append(np.stack([xs.ravel(), ys.ravel()]))
         steps.append(np.full(xs.size, s))
     anchors = np.concatenate(points, 1).astype(np.float32)[None]  # (1, 2, N)
@@ -324,8 +329,8 @@ def yolov8_head_model(
         numpy_helper.from_array(np.array([1, 4, n], np.int64), "dist_shape"),
         numpy_helper.from_array(anchors - 0.5, "corners"),  # the grid shifted, as a pose head has it
         numpy_helper.from_array(np.array(0.5, np.float32), "half"),
-        numpy_helper.from_array(np.array([1, num_classes, (size // 32) ** 2], np.int64), "tokens"),
-        numpy_helper.from_array(np.array([1, num_classes, size // 32, size // 32], np.int64), "cells"),
+        numpy_helper.from_array(np.array([1, num_classes, (h // 32) * (w // 32)], np.int64), "tokens"),
+        numpy_helper.from_array(np.array([1, num_classes, h // 32, w // 32], np.int64), "cells"),
         numpy_helper.from_array(anchors.copy(), "anchors_add"),
         numpy_helper.from_array(np.concatenate(steps).astype(np.float32)[None], "strides"),
         numpy_helper.from_array(np.array([2, 2], np.int64), "halves"),
@@ -369,7 +374,7 @@ def yolov8_head_model(
     graph = helper.make_graph(
         nodes,
         "yolov8_head",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, h, w])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + num_classes, n])],
         initializer=inits,
     )

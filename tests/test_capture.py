@@ -217,18 +217,62 @@ def test_decode_threads_reach_ffmpeg(
         assert threads == expected
 
 
-@pytest.mark.parametrize(("cameras", "expected"), [(1, None), (2, 1), (5, 1)])
-def test_the_daemon_decodes_with_one_thread_when_cameras_fill_the_cores(
-    cameras: int, expected: int | None, demo_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+FILE = "{type: file, path: CLIP}"
+REALTIME = "{type: file, path: CLIP, realtime: true}"
+STREAM = "{type: rtsp, url: rtsp://127.0.0.1:9/none}"
+
+
+# (id, cameras, their source, decoding threads the daemon passes)
+DECODE_THREADS = [
+    ("one file read as fast as it goes: FFmpeg's choice", 1, FILE, None),
+    ("two files on two cores", 2, FILE, 1),
+    ("five files on two cores", 5, FILE, 1),
+    ("one file played in real time", 1, REALTIME, 1),
+    ("one stream", 1, STREAM, 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("cameras", "source", "expected"), [c[1:] for c in DECODE_THREADS], ids=[c[0] for c in DECODE_THREADS]
+)
+def test_the_daemon_decodes_paced_sources_and_full_cores_on_one_thread(
+    cameras: int,
+    source: str,
+    expected: int | None,
+    demo_clip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from edge.config import parse_config
     from edge.daemon import app as app_module
     from edge.daemon.app import Application
 
     monkeypatch.setattr(app_module, "usable_cores", lambda: 2)
-    cams = "\n".join(
-        f"  c{i}: {{source: {{type: file, path: {str(demo_clip)!r}}}, model: m}}" for i in range(cameras)
-    )
+    src = source.replace("CLIP", repr(str(demo_clip)))
+    cams = "\n".join(f"  c{i}: {{source: {src}, model: m}}" for i in range(cameras))
     text = f"state_dir: {str(tmp_path)!r}\nmodels: {{m: {{path: blazeface}}}}\ncameras:\n{cams}\nmqtt: {{enabled: false}}\n"
     app = Application(parse_config(text, "x.yaml"))
-    assert app._decode_threads() == expected
+    assert app._decode_threads(app.loaded.config.cameras["c0"].source) == expected
+
+
+@pytest.mark.parametrize(("fps", "warned"), [(500.0, True), (25.0, False)], ids=["500-fps", "25-fps"])
+def test_a_stream_whose_reads_cannot_keep_up_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, fps: float, warned: bool
+) -> None:
+    """A 1080p file played in real time at 500 fps: reading a frame (decoding, converting)
+    takes more than the millisecond it may, on any CPU; at 25 fps it does not. This
+    thread's CPU is measured, not the wall clock, so a busy machine does not change it."""
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (1920, 1080))
+    rng = np.random.default_rng(0)
+    for _ in range(80):
+        writer.write(rng.integers(0, 255, (1080, 1920, 3), dtype=np.uint8))
+    writer.release()
+    caplog.set_level(logging.WARNING, logger="edge.capture")
+    cap = capture_for(str(path), realtime=True)
+    read_to_end(cap, lambda slot: slot.seq)
+    found = [r.getMessage() for r in caplog.records if "reading a frame takes" in r.getMessage()]
+    assert len(found) == (1 if warned else 0), found
+    if warned:
+        assert found[0].startswith("camera cam: reading a frame takes ")
+        assert "of every 2 ms between frames" in found[0]

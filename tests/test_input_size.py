@@ -22,6 +22,7 @@ from edge.daemon.app import Application
 from edge.errors import ModelError
 from edge.inference import load_model, runner_options
 from edge.runners.base import RunnerOptions
+from edge.runners.openvino import OpenVinoRunner
 from edge.runners.openvino_resize import suggested_size
 from edge.runners.select import probe_hardware
 
@@ -84,6 +85,29 @@ def test_a_resized_graph_finds_what_the_square_one_finds(
         assert len(other) == len(square)
         np.testing.assert_allclose(other.xyxy, square.xyxy, atol=1.0)
         np.testing.assert_allclose(other.score, square.score, atol=1e-4)
+
+
+# (id, the export's size, the size it is run at (height, width))
+NATIVE = [
+    ("square to 16:9", 128, (96, 128)),
+    ("square to portrait", 128, (128, 64)),
+    ("square to a larger square", 64, (128, 128)),
+    ("square to a smaller square", 128, (64, 64)),
+]
+
+
+@pytest.mark.parametrize(("size", "hw"), [c[1:] for c in NATIVE], ids=[c[0] for c in NATIVE])
+def test_a_resized_graph_computes_what_one_built_at_that_size_does(
+    tmp_path: Path, size: int, hw: tuple[int, int]
+) -> None:
+    """Every output, at every stride: the rewritten graph against the same head built at the
+    new size (anchor grid, strides, reshape targets made for it)."""
+    resized = OpenVinoRunner(yolov8_head_model(tmp_path / "a.onnx", size), RunnerOptions(graph_hw=hw))
+    native = OpenVinoRunner(yolov8_head_model(tmp_path / "b.onnx", hw[1], height=hw[0]), RunnerOptions())
+    image = np.random.default_rng(1).random((1, 3, *hw), dtype=np.float32)
+    got, expected = resized.run({"images": image})[0], native.run({"images": image})[0]
+    assert got.shape == expected.shape == (1, 5, sum((hw[0] // s) * (hw[1] // s) for s in (8, 16, 32)))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
 
 def test_a_resized_graph_is_kept_and_imported_at_its_size(tmp_path: Path) -> None:

@@ -121,6 +121,11 @@ CASES: list[Any] = [
         "preview.host: cannot listen on '192.0.2.1' here",
     ),
     (
+        "input_size on a model that is not YOLO",
+        {"models.face.input_size": [256, 128]},
+        "models.face.input_size: works on YOLO models whose decoder is yolov8; model 'blazeface' has decoder 'blazeface'",
+    ),
+    (
         "missing password_file",
         {"mqtt": {"enabled": True, "username": "u", "password_file": f"{D}/nope"}},
         "mqtt.password_file: {d}/nope: no such file",

@@ -401,6 +401,11 @@ def _hide(*names: str) -> None:
         ("cudaMalloc fails", ModelError, "CUDA cudaMalloc failed (cudaErrorMemoryAllocation)"),
         ("cudaMallocHost fails", ModelError, "CUDA cudaMallocHost failed (cudaErrorMemoryAllocation)"),
         ("bad precision", ModelError, "TensorRT precision 'int4' is not one of f16, f32, bf16"),
+        (
+            "input_size on a static model",
+            ModelError,
+            "its input is fixed at 8x8; tensorrt cannot run it at input_size 16x8 (runner: openvino can",
+        ),
     ],
 )
 def test_load_errors(
@@ -432,6 +437,8 @@ def test_load_errors(
         fake.cuda.STATE.fail[case.split(maxsplit=1)[0]] = fake.cuda.cudaError_t.cudaErrorMemoryAllocation
     elif case == "bad precision":
         options = replace(options, precision="int4")
+    elif case == "input_size on a static model":
+        options = replace(options, graph_hw=(8, 16))
     if error is None:  # cuda-python before 12.6: only cuda.cudart
         runner = load_runner("tensorrt", path, options)
         assert runner.run({"x": -np.ones((1, 3, 8, 8), np.float32)})[0].max() == 0.0
@@ -446,6 +453,8 @@ def test_load_errors(
     else:
         assert text.startswith(str(path))
     assert fake.cuda.STATE.live() == 0 and not fake.cuda.STATE.streams
+    if case == "input_size on a static model":  # refused before a build, not after
+        assert options.cache_dir is not None and not list(options.cache_dir.glob("*.engine"))
 
 
 @pytest.mark.parametrize(

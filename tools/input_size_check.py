@@ -1,8 +1,9 @@
 """Does ``input_size`` change what a YOLO export sees? Square graph against resized graph.
 
 For each export: OpenVINO runs it as exported (square) and rewritten to ``--size`` (see
-``edge.runners.openvino_resize``) on one frame of the clip, letterboxed both ways with the image
-at the top-left and centred vertically, as edge does. The outputs of the stride-8 anchors that lie
+``edge.runners.openvino_resize``) on one frame of the clip, letterboxed both ways: scaled to
+the input's width and centred vertically, as edge letterboxes a landscape frame (the clip must be
+landscape). The outputs of the stride-8 anchors that lie
 at least 4 cells (32 px) inside the picture are compared, with the vertical shift between the
 two letterboxes taken out of the y coordinates (box centre and keypoints). Prints the largest
 difference per export, or why the export was refused::

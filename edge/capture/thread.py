@@ -145,6 +145,9 @@ class CaptureStats:
 
 
 _EPS = 1e-6  # s: frame times summed in floats; a cap at the file's own rate must drop nothing
+# Frames whose reads are timed at a session's start (the first, which opens the decoder, is
+# left out) to tell whether decoding keeps up with the stream.
+DECODE_SAMPLE = 51
 _SKIPPED = np.zeros(0, np.uint8)  # stands for a frame decoded but not converted (motion gating)
 
 
@@ -234,6 +237,7 @@ class CaptureThread(threading.Thread):
         self._held: Slot | None = None  # the slot being written, given back if the loop dies
         self._to_bgr = BgrConverter()
         self._raw: dict[int, np.ndarray] = {}  # per slot: decode buffer of a non-BGR source
+        self._decode_warned = False  # reads were too slow for the stream: said once
 
     # -- state ---------------------------------------------------------------------------
 
@@ -376,6 +380,7 @@ class CaptureThread(threading.Thread):
         interval = 1.0 / self.fps_cap if self.fps_cap else 0.0
         next_due = 0.0
         index = 0  # frame index in this session (a file pass)
+        decode_cpu = 0.0  # this thread's CPU in reads after the first, up to DECODE_SAMPLE frames
         steady = False
         self._gap = 1.0 / fps
         if self.motion is not None and not looping:
@@ -387,18 +392,11 @@ class CaptureThread(threading.Thread):
             if slot is None:
                 break
             self._held = slot
-            t_read = time.perf_counter()
-            error: str | None = None
-            skip = self._skipper(index, fps, next_due if interval else None)
-            try:
-                if skip is not None:  # capped or a still scene: decoded, not converted, not handed on
-                    frame = _SKIPPED if skip() else None
-                else:
-                    frame = self.source.read(self._raw.get(slot.index, slot.frame))
-            except SourceError as exc:  # the source says why the stream failed
-                frame, error = None, str(exc)
+            cpu_read = time.thread_time()
+            frame, error = self._read(slot, self._skipper(index, fps, next_due if interval else None))
             wall = self._wall_clock()
-            self.read_seconds += time.perf_counter() - t_read
+            if 0 < index < DECODE_SAMPLE:
+                decode_cpu += time.thread_time() - cpu_read
             if frame is None:
                 self._release_held()
                 if self.pacer is not None:
@@ -412,6 +410,8 @@ class CaptureThread(threading.Thread):
             steady = steady or now - self._since >= self.steady_after
             t_frame = self._frame_time(index, fps, now)
             index += 1
+            if index == DECODE_SAMPLE:
+                self._check_decoding(decode_cpu / (DECODE_SAMPLE - 1), fps)
             self.frames_read += 1
             self._last_frame_mono = now
             capped = bool(interval) and t_frame < next_due - _EPS
@@ -421,6 +421,35 @@ class CaptureThread(threading.Thread):
             next_due = max(next_due + interval, t_frame) if interval else 0.0
             self._fill(slot, frame, t_frame, wall)
         return _Session(index, steady, False, None)
+
+    def _read(self, slot: Slot, skip: Callable[[], bool] | None) -> tuple[np.ndarray | None, str | None]:
+        """The next frame into ``slot`` (``_SKIPPED`` when ``skip`` only decodes it: capped, or
+        a still scene's), or None at the end, with why the stream failed when the source says."""
+        t_read = time.perf_counter()
+        try:
+            if skip is not None:
+                return (_SKIPPED if skip() else None), None
+            return self.source.read(self._raw.get(slot.index, slot.frame)), None
+        except SourceError as exc:
+            return None, str(exc)
+        finally:
+            self.read_seconds += time.perf_counter() - t_read
+
+    def _check_decoding(self, seconds: float, fps: float) -> None:
+        """Warn once when a paced source's reads (decoding on this thread, and converting the
+        frames used) take more than half of each frame's time: more decoding threads (or a
+        substream) keep such a stream from falling behind."""
+        paced = self.source.live or self.pacer is not None
+        if self._decode_warned or not paced or seconds * fps <= 0.5:
+            return
+        self._decode_warned = True
+        threads = getattr(self.source, "decode_threads", None)
+        log.warning(
+            "camera %s: reading a frame takes %.0f ms of this thread's CPU, of every %.0f ms "
+            "between frames%s; the stream may fall behind (a substream, or more decode_threads)",
+            self.camera, 1000.0 * seconds, 1000.0 / fps,
+            f" (FFmpeg decodes on {threads} thread{'s' if threads != 1 else ''})" if threads else "",
+        )  # fmt: skip
 
     def _frame_time(self, index: int, fps: float, now: float) -> float:
         """The frame's ``t_frame``: a file's position, or a live frame's time since the origin

@@ -274,7 +274,25 @@ def _one_model(
             device = device_problem(model.device)
             if device:
                 yield ("models", name, "device"), device
+    if model.input_size is not None:
+        size = input_size_problem(model.runner, package.name, package.decoder, list(package.formats()))
+        if size:
+            yield ("models", name, "input_size"), size
     return package.labels
+
+
+def input_size_problem(runner: str, package: str, decoder: str, formats: list[str]) -> str | None:
+    """Why ``input_size`` cannot work for this model: not a YOLO head edge can resize, or no
+    OpenVINO to resize it with ``runner: auto``/``openvino``. Other runners are left to the
+    load, which tells a dynamic export (it runs) from a static one (refused)."""
+    from edge.runners.openvino_resize import RESIZABLE_DECODERS
+
+    if decoder not in RESIZABLE_DECODERS:
+        kinds = ", ".join(sorted(RESIZABLE_DECODERS))
+        return f"works on YOLO models whose decoder is {kinds}; model {package!r} has decoder {decoder!r}"
+    if runner == "auto":
+        return runner_problem("openvino", package, formats)
+    return None
 
 
 def _label_problems(

@@ -331,8 +331,9 @@ DecodeThreads = Annotated[
     Field(
         ge=1,
         le=64,
-        description="FFmpeg decoding threads for this stream; unset: 1 when there are at least as many "
-        "cameras as cores (less CPU and memory per stream), else FFmpeg's choice.",
+        description="FFmpeg decoding threads for this stream; unset: 1 for a stream or a file played in "
+        "real time, and when there are at least as many cameras as cores (less CPU and memory, no frame "
+        "held back), else FFmpeg's choice.",
     ),
 ]
 

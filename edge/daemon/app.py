@@ -36,7 +36,7 @@ from edge.capture.motion import MotionGate
 from edge.capture.sources import OpenCvSource, ring_policy
 from edge.capture.thread import Backoff, CameraState, CaptureThread
 from edge.config import LoadedConfig
-from edge.config.schema import CameraConfig, EdgeConfig, FileSource, TrackingConfig
+from edge.config.schema import CameraConfig, EdgeConfig, FileSource, Source, TrackingConfig
 from edge.daemon.figures import build_figures
 from edge.daemon.notify import Notifier
 from edge.daemon.reload import enabled_cameras, rule_pairs
@@ -301,17 +301,24 @@ class Application:
         worker.add_camera(channel)
         return capture
 
-    def _decode_threads(self) -> int | None:
-        """1 when there are at least as many cameras as cores this process may use: decoding
-        several streams side by side already fills the cores, and one thread per stream costs
-        19 % less CPU and 6 MB less memory per 720p H.264 stream (measured with 16 streams);
-        else None (FFmpeg's choice, which keeps one camera's frames quick)."""
-        return 1 if len(enabled_cameras(self.loaded.config)) >= usable_cores() else None
+    def _decode_threads(self, source: Source) -> int | None:
+        """FFmpeg's decoding threads for a camera whose config sets none: 1 for a paced source
+        (a stream, a file played in real time), whose frames come far slower than one core
+        decodes them: frame threads cost CPU and hold each frame back a frame. 1 also when
+        there are at least as many cameras as cores this process may use: decoding streams
+        side by side already fills the cores, and one thread per stream costs 19 % less CPU and
+        6 MB less memory per 720p H.264 stream (measured with 16 streams). Else None, FFmpeg's
+        choice: a file read as fast as the pipeline goes decodes faster on more threads. The
+        capture thread warns when one thread cannot keep up with a stream."""
+        paced = not isinstance(source, FileSource) or source.realtime
+        if paced or len(enabled_cameras(self.loaded.config)) >= usable_cores():
+            return 1
+        return None
 
     def _new_capture(self, cam_name: str, cam: CameraConfig, ring: FrameRing) -> CaptureThread:
         return CaptureThread(
             cam_name,
-            OpenCvSource(cam.source, decode_threads=self._decode_threads()),
+            OpenCvSource(cam.source, decode_threads=self._decode_threads(cam.source)),
             ring,
             self.workers[cam.model].model.preprocessor(),
             fps_cap=cam.fps,

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.runners import openvino_resize
 from edge.runners.base import RunnerOptions, file_sha256, one_line
 from edge.statefiles import write_atomic
 
@@ -123,7 +124,7 @@ def entry_for(
         "preprocess": None if fmt is None else [fmt.color, list(fmt.mean), list(fmt.std)],
     }
     if options.graph_hw is not None:  # absent otherwise: the keys of earlier entries stay valid
-        facts["graph_hw"] = list(options.graph_hw)
+        facts["graph_hw"] = [*options.graph_hw, openvino_resize.VERSION]
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
     stem = f"{path.stem}-{digest}"
     return CacheEntry(folder / f"{stem}.blob", folder / f"{stem}.json", facts)

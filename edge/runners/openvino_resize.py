@@ -51,8 +51,10 @@ def anchor_grid(height: int, width: int, strides: tuple[int, ...]) -> tuple[np.n
     return np.concatenate(points, 1).astype(np.float32), np.concatenate(steps).astype(np.float32)
 
 
-# Which decoders read an anchor-free Ultralytics head (what ``resize_graph`` rewrites).
-RESIZABLE_DECODERS = frozenset({"yolov8", "yolov10"})
+# Bumped when the rewrite changes: part of the key of compiled models kept on disk.
+VERSION = 1
+# Which decoders read an anchor-free Ultralytics head that ``resize_graph`` was checked on.
+RESIZABLE_DECODERS = frozenset({"yolov8"})
 
 
 def suggested_size(
@@ -120,11 +122,13 @@ def _replacement(
     # width. Only the last entries: the DFL's 16 bins equal a level's cells at some sizes.
     values = data.tolist()
     out = [n1 if v == n0 else v for v in values]
-    for h0, w0, h1, w1 in levels:
-        if len(out) >= 3 and out[-1] == h0 * w0:
+    for h0, w0, h1, w1 in levels:  # matched against the original entries, the first level wins
+        if len(values) >= 3 and values[-1] == h0 * w0 and values[-1] != n0:
             out[-1] = h1 * w1
-        elif len(out) >= 4 and out[-2:] == [h0, w0]:
+            break
+        if len(values) >= 4 and values[-2:] == [h0, w0]:
             out[-2:] = [h1, w1]
+            break
     return None if out == values else np.array(out, dtype=data.dtype)
 
 

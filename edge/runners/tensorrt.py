@@ -187,6 +187,22 @@ def axis_range(shape: Sequence[int], axis: int, options: RunnerOptions) -> tuple
     return OTHER_RANGE
 
 
+def refuse_static_size(network: Any, hw: tuple[int, int], path: Path) -> None:
+    """Before a build: an image input fixed at another size than ``input_size`` cannot be run
+    at it by TensorRT (no engine is built to be refused after)."""
+    for i in range(network.num_inputs):
+        shape = tuple(int(d) for d in network.get_input(i).shape)
+        layout = guess_layout(tuple(None if d < 0 else d for d in shape)) if len(shape) == 4 else ""
+        axes = {"NCHW": (2, 3), "NHWC": (1, 2)}.get(layout)
+        if axes is None or any(shape[a] < 0 for a in axes):
+            continue
+        if (shape[axes[0]], shape[axes[1]]) != hw:
+            raise ModelError(
+                f"{path}: its input is fixed at {shape[axes[1]]}x{shape[axes[0]]}; tensorrt cannot run "
+                f"it at input_size {hw[1]}x{hw[0]} (runner: openvino can, for YOLO detectors)"
+            )
+
+
 def profile_shapes(
     network: Any, options: RunnerOptions
 ) -> tuple[tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...]:
@@ -254,6 +270,8 @@ def engine_for_onnx(
     require_model_file(path, "an ONNX model")
     builder = trt.Builder(logger)
     network, _parser = parse_onnx(trt, builder, logger, path)
+    if options.graph_hw is not None:
+        refuse_static_size(network, options.graph_hw, path)
     flags = precision_flags(trt, options.precision, has_qdq(trt, network), path)
     profile = profile_shapes(network, options)
     key = BuildKey(file_sha256(path), str(trt.__version__), gpu, profile, flags, options.dla_core)
