@@ -177,24 +177,15 @@ def pipeline(
     jobs: int,
     progress: bool,
     input_size: tuple[int, int] | None = None,
+    state_dir: Path | None = None,
 ) -> Measure:
-    with tempfile.TemporaryDirectory(prefix="edge-bench-") as state_dir:
-        return _pipeline(
-            model_ref, runner, precision, video, limit, jobs, progress, Path(state_dir), input_size
-        )
-
-
-def _pipeline(
-    model_ref: str,
-    runner: str,
-    precision: str | None,
-    video: Path,
-    limit: int,
-    jobs: int,
-    progress: bool,
-    state_dir: Path,
-    input_size: tuple[int, int] | None = None,
-) -> Measure:
+    """``edge run``'s pipeline on ``limit`` frames of ``video``, in ``state_dir`` (None: a
+    temporary one)."""
+    if state_dir is None:
+        with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
+            return pipeline(
+                model_ref, runner, precision, video, limit, jobs, progress, input_size, Path(folder)
+            )
     size = f", input_size: [{input_size[0]}, {input_size[1]}]" if input_size else ""
     text = f"""
 state_dir: "{state_dir}"

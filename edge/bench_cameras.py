@@ -20,6 +20,7 @@ preprocess, inference), so the limit can be read from the report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -305,35 +306,16 @@ def run_cameras_bench(
     """Run ``cameras`` real-time cameras for ``warmup`` + ``seconds`` and measure the last
     ``seconds``; everything is written into a temporary folder, removed afterwards. ``rtsp``:
     the cameras read RTSP streams of the video from a local server instead of the file."""
-    with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
-        if not rtsp:
-            return _run(
-                model_ref,
-                video,
-                cameras,
-                detect_fps,
-                seconds,
-                runner,
-                warmup,
-                threads,
-                Path(folder),
-                None,
-                input_size,
-            )
-        with rtsp_streams(video, cameras, warmup + seconds + 30.0, Path(folder)) as urls:
-            return _run(
-                model_ref,
-                video,
-                cameras,
-                detect_fps,
-                seconds,
-                runner,
-                warmup,
-                threads,
-                Path(folder),
-                urls,
-                input_size,
-            )
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder, contextlib.ExitStack() as stack:
+        urls = (
+            stack.enter_context(rtsp_streams(video, cameras, warmup + seconds + 30.0, Path(folder)))
+            if rtsp
+            else None
+        )
+        return _run(
+            model_ref, video, cameras, detect_fps, seconds, runner, warmup, threads, Path(folder), urls,
+            input_size,
+        )  # fmt: skip
 
 
 def _run(
