@@ -172,6 +172,11 @@ def _add_infer(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     _add_runner_options(p)
     p.add_argument("--score", type=fraction, help="score threshold from 0 to 1 (default: the model's)")
     p.add_argument(
+        "--input-size", type=_image_size, metavar="WxH",
+        help="run the model at this size (models.<name>.input_size), e.g. 640x384 for a square YOLO "
+        "export on 16:9 video",
+    )  # fmt: skip
+    p.add_argument(
         "--every",
         type=positive_int,
         default=1,

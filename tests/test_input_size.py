@@ -235,3 +235,27 @@ actions: {{event_log: false}}
     hints = [r.getMessage() for r in caplog.records if "input_size" in r.getMessage()]
     expected = "camera gate: its 1280x720 frames fill 56 % of model m's 128x128 input; models.m.input_size: [128, 96]"
     assert [h.startswith(expected) for h in hints] == ([True] if hint else [])
+
+
+# (id, --input-size, exit code, what stdout (JSON) or stderr says)
+INFER = [
+    ("resized", "128x96", 0, '"score"'),
+    ("not a multiple of 32", "128x100", 2, "expected multiples of 32 (YOLO's largest stride), got '128x100'"),
+    ("not a size", "wide", 2, "expected WIDTHxHEIGHT such as 640x384, got 'wide'"),
+]
+
+
+@pytest.mark.parametrize(("size", "code", "says"), [c[1:] for c in INFER], ids=[c[0] for c in INFER])
+def test_edge_infer_takes_an_input_size(tmp_path: Path, size: str, code: int, says: str) -> None:
+    import subprocess
+    import sys
+
+    import cv2
+
+    image = tmp_path / "blob.png"
+    cv2.imwrite(str(image), _frame(1280, 720, (700, 300), 60))
+    args = [sys.executable, "-m", "edge", "infer", "--model", str(_head(tmp_path)), "--runner", "openvino",
+            "--score", "0.5", "--input-size", size, "--json", str(image)]  # fmt: skip
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert out.returncode == code, out.stderr
+    assert says in (out.stdout if code == 0 else out.stderr)

@@ -183,7 +183,11 @@ def _writer(path: Path, cap: cv2.VideoCapture, every: int, first: np.ndarray) ->
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    options = RunnerOptions(device=args.device, precision=args.precision, threads=args.threads)
+    size = args.input_size
+    options = RunnerOptions(
+        device=args.device, precision=args.precision, threads=args.threads,
+        graph_hw=(size[1], size[0]) if size else None,
+    )  # fmt: skip
     overrides = {"score_threshold": args.score} if args.score is not None else None
     model = load_model(args.model, args.runner, options=options, overrides=overrides)
     print(
