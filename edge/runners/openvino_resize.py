@@ -135,8 +135,9 @@ def _replacement(
 def resize_graph(model: Any, hw: tuple[int, int], path: Path) -> None:
     """Make ``model`` (an ``ov.Model``, changed in place) take images of ``hw`` (height, width).
 
-    Nothing changes when it already does. Raises ``ModelError`` naming ``path`` when:
-    - the input is not one static image;
+    Nothing changes when it already does; a dynamic image size is only set. Raises
+    ``ModelError`` naming ``path`` when:
+    - the model has not one NCHW/NHWC image input;
     - no YOLO anchor grid for its size is found;
     - the new size is not a multiple of the head's largest stride;
     - OpenVINO cannot infer the shapes at the new size.
