@@ -49,9 +49,7 @@ class Broker:
         else:
             lines.append("persistence false")
         conf.write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -76,13 +74,9 @@ class Subscriber:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         if persistent_id:  # a persistent session: the broker queues QoS 1 messages while we are away
-            self.client = mqtt.Client(
-                CallbackAPIVersion.VERSION2, client_id=persistent_id, clean_session=False
-            )
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=persistent_id, clean_session=False)
         else:
-            self.client = mqtt.Client(
-                CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}-{time.monotonic_ns()}"
-            )
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}-{time.monotonic_ns()}")
         self.client.reconnect_delay_set(1, 1)
         self.client.on_connect = lambda c, *_: (c.subscribe(topic, qos=1), None)[1]
         self.client.on_subscribe = lambda *_: self._ready.set()

@@ -118,9 +118,7 @@ def coffee() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def image_files(
-    tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray, coffee: np.ndarray
-) -> dict[str, Path]:
+def image_files(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray, coffee: np.ndarray) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("images")
     out = {}
     for name, img in (("astronaut", astronaut), ("coffee", coffee)):

@@ -27,9 +27,7 @@ DEFAULTS = {("gate", "person"): True, ("gate", "car"): False, ("yard", "person")
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage() for r in caplog.records if r.name == "edge.arming" and r.levelno == logging.WARNING
-    ]
+    return [r.getMessage() for r in caplog.records if r.name == "edge.arming" and r.levelno == logging.WARNING]
 
 
 # -- the store -----------------------------------------------------------------------------
@@ -361,9 +359,7 @@ def test_retained_armed_topics_follow_start_commands_and_reloads(
         "edge/yard/gate/car/armed": b"ON",  # kept what was set
         "edge/yard/gate/dog/armed": b"OFF",
     }
-    wait_until(
-        lambda: retained(broker, "edge/yard/+/+/armed") == after, 10, "the armed topics after the reload"
-    )
+    wait_until(lambda: retained(broker, "edge/yard/+/+/armed") == after, 10, "the armed topics after the reload")
     assert control.topics(new) == set(after)
 
     # yard/person comes back in a later reload: its topic is published again (not a tombstone).

@@ -227,9 +227,7 @@ class BusyAtFirst:
         self.inner.close()
 
 
-def test_a_machine_busy_while_one_backend_is_timed_does_not_decide(
-    tiny: ModelPackage, hw: HardwareInfo
-) -> None:
+def test_a_machine_busy_while_one_backend_is_timed_does_not_decide(tiny: ModelPackage, hw: HardwareInfo) -> None:
     """ONNX Runtime (10 ms, truly faster) is loaded and timed first while the machine is busy
     (30 ms); OpenVINO (15 ms) after, on a quiet machine. Timed in one block each, OpenVINO
     would win; the second, interleaved pass times ONNX Runtime again, and its better pass counts."""

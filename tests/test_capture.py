@@ -33,10 +33,7 @@ def capture_for(path: str, ring_policy: str = "lossless", **kw: object) -> Captu
     return CaptureThread("cam", OpenCvSource(FileSource(type="file", path=path)), ring, pre, **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("attempt", "low", "high"),
-    [(0, 0.5, 1.0), (1, 1.0, 2.0), (3, 4.0, 8.0), (10, 15.0, 30.0), (60, 15.0, 30.0)],
-)
+@pytest.mark.parametrize(("attempt", "low", "high"), [(0, 0.5, 1.0), (1, 1.0, 2.0), (3, 4.0, 8.0), (10, 15.0, 30.0), (60, 15.0, 30.0)])
 def test_backoff_is_exponential_jittered_and_capped(attempt: int, low: float, high: float) -> None:
     rng = random.Random(7)
     delays = [Backoff(1.0, 30.0).delay(attempt, rng) for _ in range(200)]
@@ -46,9 +43,7 @@ def test_backoff_is_exponential_jittered_and_capped(attempt: int, low: float, hi
 
 def test_missing_file_retries_with_backoff_and_stops_at_once(tmp_path: Path) -> None:
     states: list[str] = []
-    cap = capture_for(
-        str(tmp_path / "nope.mp4"), backoff=Backoff(30.0, 60.0), on_state=lambda _c, s: states.append(s.value)
-    )
+    cap = capture_for(str(tmp_path / "nope.mp4"), backoff=Backoff(30.0, 60.0), on_state=lambda _c, s: states.append(s.value))
     cap.start()
     deadline = time.monotonic() + 5
     while cap.state is not CameraState.RECONNECTING and time.monotonic() < deadline:
@@ -117,16 +112,8 @@ def test_one_failing_action_does_not_stop_the_others(tmp_path: Path) -> None:
     log_action = EventLogAction(tmp_path / "events.jsonl")
     dispatcher = ActionDispatcher([SnapshotAction(blocker, crop=False, quality=80), log_action])
     dispatcher.start()
-    payload = {
-        "id": "a" * 32,
-        "type": "new",
-        "camera": "c",
-        "rule": "r",
-        "label": "x",
-        "score": 0.9,
-        "box": [0, 0, 10, 10],
-        "ts": "2026-01-01T00:00:00.000Z",
-    }
+    payload = {"id": "a" * 32, "type": "new", "camera": "c", "rule": "r", "label": "x", "score": 0.9,
+               "box": [0, 0, 10, 10], "ts": "2026-01-01T00:00:00.000Z"}
     for _ in range(3):
         dispatcher.submit(EventEnvelope(payload, np.zeros((20, 20, 3), np.uint8)))
     dispatcher.close()

@@ -54,9 +54,7 @@ CASES = [
         "tracking scores out of order",
         BASE,
         ["cameras.door.tracking.low_score=0.7"],
-        [
-            "x.yaml:6: cameras.door.tracking: expected low_score <= high_score <= new_track_score, got 0.7, 0.5, 0.6"
-        ],
+        ["x.yaml:6: cameras.door.tracking: expected low_score <= high_score <= new_track_score, got 0.7, 0.5, 0.6"],
     ),
     (
         "unknown key",

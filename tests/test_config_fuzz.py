@@ -32,11 +32,7 @@ FUZZ = settings(
     deadline=None,
     derandomize=True,
     database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 SCHEMA = EdgeConfig.model_json_schema()
 
@@ -173,9 +169,7 @@ def _valid(schema: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
             return st.sampled_from(["face", "door", "yard", "r", "x y"])
         if schema.get("format") == "path":
             return st.one_of(st.sampled_from(["state", "s/t", "clip.mp4", "blazeface", "/tmp", "~/x"]), TEXT)
-        return st.one_of(
-            st.sampled_from(["blazeface", "blazepose", "face", "localhost", "edge"]), TEXT, ODD_TEXT
-        )
+        return st.one_of(st.sampled_from(["blazeface", "blazepose", "face", "localhost", "edge"]), TEXT, ODD_TEXT)
     if kind == "integer":
         low = schema.get("minimum", -5)
         return st.integers(low, schema.get("maximum", max(low, 10**6)))
@@ -205,9 +199,7 @@ VALID_BYTES = VALID.encode()
 def broken_yaml(draw: st.DrawFn) -> bytes:
     data = bytearray(VALID_BYTES)
     for _ in range(draw(st.integers(1, 4))):
-        how = draw(
-            st.sampled_from(["flip", "truncate", "insert", "nest", "aliases", "number", "type", "bytes"])
-        )
+        how = draw(st.sampled_from(["flip", "truncate", "insert", "nest", "aliases", "number", "type", "bytes"]))
         at = draw(st.integers(0, max(len(data) - 1, 0)))
         if how == "flip" and data:
             data[at] ^= 1 << draw(st.integers(0, 7))
@@ -225,25 +217,13 @@ def broken_yaml(draw: st.DrawFn) -> bytes:
             lines += [f"x{i}: &x{i} [{','.join([f'*x{i - 1}'] * width)}]".encode() for i in range(1, levels)]
             data += b"\nextra:\n" + b"".join(b"  " + line + b"\n" for line in lines)
         elif how == "number":
-            number = draw(
-                st.sampled_from(
-                    ["9" * 5000, "1e999", "-1e999", ".nan", ".inf", "0x" + "f" * 200, "1_000_000", "-0"]
-                )
-            )
-            key = draw(
-                st.sampled_from(
-                    ["cooldown", "open_timeout", "read_timeout", "port", "buffer_slots", "min_score"]
-                )
-            )
+            number = draw(st.sampled_from(["9" * 5000, "1e999", "-1e999", ".nan", ".inf", "0x" + "f" * 200, "1_000_000", "-0"]))
+            key = draw(st.sampled_from(["cooldown", "open_timeout", "read_timeout", "port", "buffer_slots", "min_score"]))
             data = bytearray(VALID_BYTES.replace(f"{key}: ".encode(), f"{key}: {number} #".encode()) if key.encode() in VALID_BYTES
                              else VALID_BYTES + f"\nmqtt_port_dup: {number}\n".encode())  # fmt: skip
         elif how == "type":
-            old = draw(
-                st.sampled_from([b"blazeface", b"localhost", b"[door]", b"30s", b"rtsp", b"true", b"0]"])
-            )
-            new = draw(
-                st.sampled_from([b"[]", b"{}", b"~", b"-1", b"yes", b"2021-13-45", b"!!set {a}", b"''"])
-            )
+            old = draw(st.sampled_from([b"blazeface", b"localhost", b"[door]", b"30s", b"rtsp", b"true", b"0]"]))
+            new = draw(st.sampled_from([b"[]", b"{}", b"~", b"-1", b"yes", b"2021-13-45", b"!!set {a}", b"''"]))
             data = bytearray(bytes(data).replace(old, new, 1))
         elif how == "bytes":
             data[at:at] = draw(st.binary(min_size=1, max_size=8))

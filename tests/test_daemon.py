@@ -69,25 +69,11 @@ def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
 
 
 def demo_args(state: Path, clip: Path, *extra: str) -> list[str]:
-    return [
-        "edge",
-        "run",
-        "configs/demo.yaml",
-        "--set",
-        f"state_dir={state}",
-        "--set",
-        f"cameras.entrance.source.path={clip}",
-        "--set",
-        "cameras.entrance.source.loop=true",
-        "--set",
-        "mqtt.enabled=false",
-        *extra,
-    ]
+    return ["edge", "run", "configs/demo.yaml", "--set", f"state_dir={state}", "--set", f"cameras.entrance.source.path={clip}",
+            "--set", "cameras.entrance.source.loop=true", "--set", "mqtt.enabled=false", *extra]
 
 
-def test_ready_watchdog_status_and_stopping(
-    models_dir: Path, demo_clip: Path, notify_socket: NotifySocket, tmp_path: Path
-) -> None:
+def test_ready_watchdog_status_and_stopping(models_dir: Path, demo_clip: Path, notify_socket: NotifySocket, tmp_path: Path) -> None:
     env = {**os.environ, "NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "2000000"}
     started = time.monotonic()
     # MQTT points at a port nobody listens on: the events made before SIGTERM must stay on disk.
@@ -120,9 +106,7 @@ def test_ready_watchdog_status_and_stopping(
 
     kept = OutboxStore(tmp_path).stats().depth
     assert kept >= 1 and f"{kept} event(s) kept in the outbox for the next start" in err
-    print(
-        f"start to READY: {ready - started:.2f} s (process start, imports, model load and warm-up, first frame)"
-    )
+    print(f"start to READY: {ready - started:.2f} s (process start, imports, model load and warm-up, first frame)")
 
 
 def app_for(config_text: str, tmp_path: Path, notifier: Notifier | None = None) -> Application:
@@ -132,9 +116,7 @@ def app_for(config_text: str, tmp_path: Path, notifier: Notifier | None = None) 
     return app
 
 
-def test_no_watchdog_while_a_worker_is_stalled(
-    models_dir: Path, demo_clip: Path, notify_socket: NotifySocket, tmp_path: Path
-) -> None:
+def test_no_watchdog_while_a_worker_is_stalled(models_dir: Path, demo_clip: Path, notify_socket: NotifySocket, tmp_path: Path) -> None:
     """The stall is injected into the real model's inference call (a test-only hook: it blocks
     on an event), so frames are pending while the worker makes no progress."""
     # LiteRT pinned: on Intel, `auto` picks OpenVINO's async path, which never calls run_tensor.
@@ -144,9 +126,7 @@ models: {{p: {{path: blazepose, runner: litert}}}}
 cameras: {{c: {{source: {{type: file, path: "{demo_clip}", loop: true}}, model: p}}}}
 mqtt: {{enabled: false}}
 """
-    app = app_for(
-        text, tmp_path, Notifier({"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "1000000"})
-    )
+    app = app_for(text, tmp_path, Notifier({"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "1000000"}))
     app.start()
     worker = app.workers["p"]
     release = threading.Event()
@@ -175,9 +155,7 @@ mqtt: {{enabled: false}}
         runner.join(30)
 
 
-def test_sighup_reload(
-    models_dir: Path, demo_clip: Path, broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_sighup_reload(models_dir: Path, demo_clip: Path, broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A valid change to a rule takes effect without touching the unchanged cameras; a changed
     camera is restarted; an invalid config keeps the old one running and says where it is wrong.
     (The RTSP variant of 'unchanged camera not reconnected' is in test_rtsp_reconnect.py.)"""
@@ -200,9 +178,8 @@ mqtt: {{host: 127.0.0.1, port: {broker.port}, device: reload}}
     try:
         time.sleep(1.0)
         cap_a, cap_b = app.captures["a"], app.captures["b"]
-        changed = base.replace(
-            "min_score: 0.5}", "min_score: 0.7}\n  r2: {cameras: [a], labels: [person]}"
-        ).replace("b: {source: {type: file,", "b: {fps: 5, source: {type: file,")
+        changed = base.replace("min_score: 0.5}", "min_score: 0.7}\n  r2: {cameras: [a], labels: [person]}").replace(
+            "b: {source: {type: file,", "b: {fps: 5, source: {type: file,")
         (tmp_path / "edge.yaml").write_text(changed)
         os.kill(os.getpid(), signal.SIGHUP)
         wait_until(lambda: "restarted camera(s) ['b']" in caplog.text, 60, "the reload's log line")
@@ -243,22 +220,16 @@ metrics: {{enabled: true, port: 0}}
     runner.start()
     try:
         # The person enters the zone at about 6 s of video, however long that takes here.
-        wait_until(
-            lambda: app.channels["gate"].events >= 1 and app.channels["gate"].processed > 50, 180, "an event"
-        )
+        wait_until(lambda: app.channels["gate"].events >= 1 and app.channels["gate"].processed > 50, 180, "an event")
         # The event reaches the outbox through the actions thread: wait for it there too.
         wait_until(lambda: app.outbox is not None and app.outbox.depth >= 1, 60, "the event in the outbox")
         assert app.metrics is not None
-        body = (
-            urllib.request.urlopen(f"http://127.0.0.1:{app.metrics.port}/metrics", timeout=5).read().decode()
-        )
+        body = urllib.request.urlopen(f"http://127.0.0.1:{app.metrics.port}/metrics", timeout=5).read().decode()
     finally:
         app._signals.put(signal.SIGTERM)
         runner.join(30)
     families = {f.name: f for f in text_string_to_metric_families(body)}
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
-    }
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
     assert samples[("edge_camera_frames_read_total", (("camera", "gate"),))] > 50
     assert samples[("edge_camera_state", (("camera", "gate"), ("state", "streaming")))] == 1
     assert samples[("edge_inference_seconds_count", (("model", "p"),))] > 50

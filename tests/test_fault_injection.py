@@ -72,9 +72,8 @@ def open_fds() -> int:
 
 
 @pytest.mark.slow
-def test_everything_at_once(
-    models_dir: Path, demo_clip: Path, tmp_path: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_everything_at_once(models_dir: Path, demo_clip: Path, tmp_path: Path, small_disk: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
     require_gst_rtsp()
     made: list[dict[str, object]] = []
     made_lock = threading.Lock()
@@ -121,11 +120,8 @@ def test_everything_at_once(
         wait_until(lambda: news() >= 1, 180, "a first event")
         # 1. A capture thread raises.
         reads["raise_at"] = reads["n"] + 20
-        wait_until(
-            lambda: app.supervisor.restarts("capture", "c") + app.supervisor.restarts("capture", "live") >= 1,
-            60,
-            "a capture restarted",
-        )
+        wait_until(lambda: app.supervisor.restarts("capture", "c") + app.supervisor.restarts("capture", "live") >= 1,
+                   60, "a capture restarted")
         # 2. The broker goes away while events are made, then comes back.
         broker.stop(signal.SIGTERM)
         n = news()
@@ -174,13 +170,8 @@ def test_everything_at_once(
         scraping.set()
         scraper.join(30)
         assert scrapes["failed"] == 0 and scrapes["ok"] > 0, scrapes
-        wait_until(
-            lambda: (
-                app.captures.get("live") is not None and app.captures["live"].state is CameraState.STREAMING
-            ),
-            60,
-            "the live camera streaming after the reloads",
-        )
+        wait_until(lambda: app.captures.get("live") is not None and app.captures["live"].state is CameraState.STREAMING,
+                   60, "the live camera streaming after the reloads")
         # No rule muted: events keep coming after the storm.
         n = news()
         wait_until(lambda: news() >= n + 2, 180, "new events after the reloads")
@@ -196,11 +187,8 @@ def test_everything_at_once(
         rtsp.kill()
     try:
         made_ids = {str(p["id"]) for p in made}
-        wait_until(
-            lambda: made_ids <= {json.loads(p)["id"] for p in sub.on("edge/site/events")},
-            60,
-            "every event on MQTT",
-        )
+        wait_until(lambda: made_ids <= {json.loads(p)["id"] for p in sub.on("edge/site/events")}, 60,
+                   "every event on MQTT")
         # No dangling `new`: per (camera, rule) events alternate and the last one is an `end`.
         by_pair: dict[tuple[str, str], list[str]] = {}
         for p in made:
@@ -214,10 +202,8 @@ def test_everything_at_once(
         # No leak: not more than before (threads or fds of earlier tests may end meanwhile).
         assert threads_after <= threads_before + 2, (threads_before, threads_after)
         assert fds_after <= fds_before + 4, (fds_before, fds_after)
-        print(
-            f"events made {len(made)}, delivered all; threads {threads_before}->{threads_after}, "
-            f"fds {fds_before}->{fds_after}"
-        )
+        print(f"events made {len(made)}, delivered all; threads {threads_before}->{threads_after}, "
+              f"fds {fds_before}->{fds_after}")
     finally:
         sub.close()
         broker.stop()

@@ -14,13 +14,8 @@ from edge.types import Detections, Letterbox, QuantParams, TensorSpec
 sizes = st.integers(min_value=1, max_value=4000)
 
 
-@given(
-    fw=sizes,
-    fh=sizes,
-    iw=st.integers(16, 1280),
-    ih=st.integers(16, 1280),
-    pts=st.lists(st.tuples(st.floats(-1e4, 1e4), st.floats(-1e4, 1e4)), min_size=1, max_size=8),
-)
+@given(fw=sizes, fh=sizes, iw=st.integers(16, 1280), ih=st.integers(16, 1280),
+       pts=st.lists(st.tuples(st.floats(-1e4, 1e4), st.floats(-1e4, 1e4)), min_size=1, max_size=8))
 def test_letterbox_round_trip(fw: int, fh: int, iw: int, ih: int, pts: list[tuple[float, float]]) -> None:
     box = Letterbox.fit((fw, fh), (iw, ih))
     xy = np.array(pts, np.float32).reshape(1, -1)
@@ -42,9 +37,7 @@ def test_letterbox_fits_inside_and_centres(fw: int, fh: int, iw: int, ih: int) -
     ("layout", "dtype", "quant"),
     [("NCHW", np.float32, None), ("NHWC", np.float32, None), ("NHWC", np.int8, QuantParams(1 / 128, 0))],
 )
-def test_preprocessor_places_pixels_where_the_letterbox_says(
-    layout: str, dtype: type, quant: QuantParams | None
-) -> None:
+def test_preprocessor_places_pixels_where_the_letterbox_says(layout: str, dtype: type, quant: QuantParams | None) -> None:
     shape = (1, 3, 64, 64) if layout == "NCHW" else (1, 64, 64, 3)
     spec = TensorSpec("images", shape, np.dtype(dtype), layout, quant)  # type: ignore[arg-type]
     fmt = InputFormat(64, 64, "rgb", (127.5,) * 3, (127.5,) * 3, pad_value=0)
@@ -80,16 +73,9 @@ def test_preprocessor_reuses_its_buffers() -> None:
 
 
 boxes_strategy = st.lists(
-    st.tuples(
-        st.floats(0, 500),
-        st.floats(0, 500),
-        st.floats(1, 200),
-        st.floats(1, 200),
-        st.floats(0.01, 1.0),
-        st.integers(0, 3),
-    ),
-    min_size=0,
-    max_size=40,
+    st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(1, 200), st.floats(1, 200),
+              st.floats(0.01, 1.0), st.integers(0, 3)),
+    min_size=0, max_size=40,
 )
 
 
@@ -139,14 +125,9 @@ def test_detections_validate_shapes_and_index_with_masks() -> None:
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize(
     ("color", "mean", "std"),
-    [
-        ("rgb", (0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),
-        ("bgr", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
-    ],
+    [("rgb", (0.0, 0.0, 0.0), (255.0, 255.0, 255.0)), ("bgr", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))],
 )
-def test_fast_normalisation_matches_a_plain_numpy_reference(
-    layout: str, color: str, mean: tuple, std: tuple
-) -> None:
+def test_fast_normalisation_matches_a_plain_numpy_reference(layout: str, color: str, mean: tuple, std: tuple) -> None:
     import cv2
 
     size = 96

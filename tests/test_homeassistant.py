@@ -27,64 +27,24 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "edge" / "alerts" / "schemas"
 # (home-assistant.io/integrations/{switch,sensor,binary_sensor}.mqtt/, read for 2025.10+).
 # `object_id` is left out on purpose: deprecated in 2025.10, ignored from 2026.4.
 COMMON = {
-    "availability",
-    "availability_mode",
-    "availability_template",
-    "availability_topic",
-    "default_entity_id",
-    "device",
-    "enabled_by_default",
-    "encoding",
-    "entity_category",
-    "entity_picture",
-    "icon",
-    "json_attributes_template",
-    "json_attributes_topic",
-    "name",
-    "payload_available",
-    "payload_not_available",
-    "platform",
-    "qos",
-    "unique_id",
+    "availability", "availability_mode", "availability_template", "availability_topic",
+    "default_entity_id", "device", "enabled_by_default", "encoding", "entity_category",
+    "entity_picture", "icon", "json_attributes_template", "json_attributes_topic", "name",
+    "payload_available", "payload_not_available", "platform", "qos", "unique_id",
 }
 ALLOWED = {
-    "switch": COMMON
-    | {
-        "command_template",
-        "command_topic",
-        "device_class",
-        "optimistic",
-        "payload_off",
-        "payload_on",
-        "retain",
-        "state_off",
-        "state_on",
-        "state_topic",
+    "switch": COMMON | {
+        "command_template", "command_topic", "device_class", "optimistic", "payload_off",
+        "payload_on", "retain", "state_off", "state_on", "state_topic", "value_template",
+    },
+    "sensor": COMMON | {
+        "device_class", "expire_after", "force_update", "last_reset_value_template", "options",
+        "state_class", "state_topic", "suggested_display_precision", "unit_of_measurement",
         "value_template",
     },
-    "sensor": COMMON
-    | {
-        "device_class",
-        "expire_after",
-        "force_update",
-        "last_reset_value_template",
-        "options",
-        "state_class",
-        "state_topic",
-        "suggested_display_precision",
-        "unit_of_measurement",
-        "value_template",
-    },
-    "binary_sensor": COMMON
-    | {
-        "device_class",
-        "expire_after",
-        "force_update",
-        "off_delay",
-        "payload_off",
-        "payload_on",
-        "state_topic",
-        "value_template",
+    "binary_sensor": COMMON | {
+        "device_class", "expire_after", "force_update", "off_delay", "payload_off", "payload_on",
+        "state_topic", "value_template",
     },
     # home-assistant.io/integrations/image.mqtt/: image_topic needs content_type.
     "image": COMMON | {"content_type", "image_encoding", "image_topic", "url_template", "url_topic"},
@@ -142,19 +102,11 @@ def test_discovery_messages_by_kind() -> None:
     assert switch["name"] == "gate cars armed"
     assert switch["command_topic"] == "edge/yard/gate/cars/set"
     assert switch["state_topic"] == "edge/yard/gate/cars/armed"
-    assert (switch["payload_on"], switch["payload_off"], switch["state_on"], switch["state_off"]) == (
-        "ON",
-        "OFF",
-        "ON",
-        "OFF",
-    )
+    assert (switch["payload_on"], switch["payload_off"], switch["state_on"], switch["state_off"]) == ("ON", "OFF", "ON", "OFF")
     cars_in = msgs["homeassistant/sensor/yard/gate_cars_in/config"]
     assert cars_in["value_template"] == "{{ value_json.counters.in }}"
     assert cars_in["state_class"] == "total_increasing"
-    assert (
-        msgs["homeassistant/sensor/yard/gate_cars_out/config"]["value_template"]
-        == "{{ value_json.counters.out }}"
-    )
+    assert msgs["homeassistant/sensor/yard/gate_cars_out/config"]["value_template"] == "{{ value_json.counters.out }}"
     active = msgs["homeassistant/binary_sensor/yard/gate_person_active/config"]
     assert active["value_template"] == "{{ 'on' if value_json.state == 'on' else 'off' }}"
     assert active["device_class"] == "occupancy"
@@ -167,9 +119,7 @@ def test_snapshot_image_entities_when_snapshots_go_to_mqtt() -> None:
     schema = json.loads((SCHEMAS / "homeassistant.v1.json").read_text())
     msgs = discovery_messages("homeassistant", "edge/yard", "yard", RULES, images=True)
     images = {t for t in msgs if t.startswith("homeassistant/image/")}
-    assert images == {
-        f"homeassistant/image/yard/gate_{r}_snapshot/config" for r in ("person", "cars", "guard")
-    }
+    assert images == {f"homeassistant/image/yard/gate_{r}_snapshot/config" for r in ("person", "cars", "guard")}
     for topic, doc in msgs.items():
         jsonschema.validate(doc, schema)
         assert set(doc) <= ALLOWED[topic.split("/")[1]]
@@ -191,7 +141,6 @@ def test_snapshot_image_entities_when_snapshots_go_to_mqtt() -> None:
 def test_binary_sensor_template_reads_idle_and_disarmed_as_off(state: dict[str, str], shown: str) -> None:
     """The value template rendered as Home Assistant does (Jinja2 on the JSON payload)."""
     import jinja2
-
     msgs = discovery_messages("homeassistant", "edge/yard", "yard", RULES)
     template = msgs["homeassistant/binary_sensor/yard/gate_person_active/config"]["value_template"]
     assert jinja2.Template(template).render(value_json=state) == shown
@@ -213,10 +162,7 @@ def test_discovery_configs_validate_and_deleted_rules_are_removed(broker: Broker
         assert doc["unique_id"] == f"edge_yard_{topic.split('/')[3]}"
         assert doc["availability"][0]["topic"] == "edge/yard/available"
         assert doc["device"]["identifiers"] == ["edge_yard"]
-    assert (
-        json.loads(configs["homeassistant/binary_sensor/yard/gate_guard_active/config"])["state_topic"]
-        == "edge/yard/gate/guard/state"
-    )
+    assert json.loads(configs["homeassistant/binary_sensor/yard/gate_guard_active/config"])["state_topic"] == "edge/yard/gate/guard/state"
 
     # Home Assistant restarts: it announces online, discovery is published again.
     watcher = Subscriber(broker.port, "homeassistant/+/yard/#")
@@ -236,11 +182,7 @@ def test_discovery_configs_validate_and_deleted_rules_are_removed(broker: Broker
     pub = start_publisher(broker, tmp_path)
     removed = Discovery(pub, "homeassistant", "yard", [RULES[0], ("gate", "guard", "line")], tmp_path).start()
     assert removed == sorted(
-        CARS
-        | {
-            "homeassistant/binary_sensor/yard/gate_guard_active/config",
-            "homeassistant/sensor/yard/gate_guard_count/config",
-        }
+        CARS | {"homeassistant/binary_sensor/yard/gate_guard_active/config", "homeassistant/sensor/yard/gate_guard_count/config"}
     )
     after = PERSON | {
         "homeassistant/switch/yard/gate_guard_armed/config",
@@ -251,34 +193,17 @@ def test_discovery_configs_validate_and_deleted_rules_are_removed(broker: Broker
     pub.close(2)
 
 
-def test_run_publishes_state_and_stats_that_match_their_schemas(
-    models_dir: Path, demo_clip: Path, broker: Broker, tmp_path: Path
-) -> None:
+def test_run_publishes_state_and_stats_that_match_their_schemas(models_dir: Path, demo_clip: Path, broker: Broker, tmp_path: Path) -> None:
     import subprocess
 
     state_schema = json.loads((SCHEMAS / "state.v2.json").read_text())
     stats_schema = json.loads((SCHEMAS / "stats.v1.json").read_text())
     sub = Subscriber(broker.port, "edge/demo/#")
     out = subprocess.run(
-        [
-            "edge",
-            "run",
-            "configs/demo.yaml",
-            "--set",
-            f"mqtt.port={broker.port}",
-            "--set",
-            f"state_dir={tmp_path}",
-            "--set",
-            f"cameras.entrance.source.path={demo_clip}",
-            "--set",
-            "mqtt.stats_interval=1",
-            "--set",
-            "mqtt.homeassistant.enabled=true",
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        ["edge", "run", "configs/demo.yaml", "--set", f"mqtt.port={broker.port}", "--set", f"state_dir={tmp_path}",
+         "--set", f"cameras.entrance.source.path={demo_clip}", "--set", "mqtt.stats_interval=1",
+         "--set", "mqtt.homeassistant.enabled=true"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr
     time.sleep(0.3)

@@ -24,37 +24,18 @@ CHECKOUT_MODELS = REPO / "models"
 
 def install(root: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            "bash",
-            str(REPO / "tools" / "install.sh"),
-            "--root",
-            str(root),
-            "--system-site-packages",
-            "--no-fetch",
-            "--extras",
-            "",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
+        ["bash", str(REPO / "tools" / "install.sh"), "--root", str(root), "--system-site-packages", "--no-fetch",
+         "--extras", "", *extra],
+        capture_output=True, text=True, timeout=600, env=env,
     )
 
 
-def staged_edge(
-    root: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def staged_edge(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The staged console script, run by the staged venv's interpreter: its shebang names
     /opt/edge/venv, where it will be once the tree is copied to /."""
     venv = root / "opt/edge/venv"
-    return subprocess.run(
-        [str(venv / "bin/python"), str(venv / "bin/edge"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    return subprocess.run([str(venv / "bin/python"), str(venv / "bin/edge"), *args],
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_install_is_idempotent_and_uninstall_keeps_config(tmp_path: Path, models_dir: Path) -> None:
@@ -64,13 +45,9 @@ def test_install_is_idempotent_and_uninstall_keeps_config(tmp_path: Path, models
     assert staged_edge(root, "--version").stdout.startswith("edge ")
     # Package data is installed too: the event schemas and the preview page.
     probe = "from importlib import resources; print(len((resources.files('edge.preview') / 'static' / 'app.js').read_bytes()))"
-    page = subprocess.run(
-        [str(root / "opt/edge/venv/bin/python"), "-c", probe], capture_output=True, text=True, cwd=tmp_path
-    )
+    page = subprocess.run([str(root / "opt/edge/venv/bin/python"), "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert page.returncode == 0 and int(page.stdout) > 1000, page.stderr
-    assert (root / "etc/systemd/system/edge.service").read_text() == (
-        REPO / "systemd/edge.service"
-    ).read_text()
+    assert (root / "etc/systemd/system/edge.service").read_text() == (REPO / "systemd/edge.service").read_text()
     assert (root / "etc/systemd/system/edge@.service").exists()
     assert (root / "opt/edge/models/blazepose/model.yaml").exists()
     env_file = root / "etc/edge/edge.env"
@@ -85,9 +62,7 @@ def test_install_is_idempotent_and_uninstall_keeps_config(tmp_path: Path, models
     config.write_text(config.read_text() + "\n# edited by the operator\n")
     again = install(root)
     assert again.returncode == 0, again.stderr
-    assert "keeping the existing" in again.stdout and config.read_text().endswith(
-        "# edited by the operator\n"
-    )
+    assert "keeping the existing" in again.stdout and config.read_text().endswith("# edited by the operator\n")
 
     gone = install(root, "--uninstall")
     assert gone.returncode == 0, gone.stderr
@@ -121,9 +96,7 @@ def wheel_cache() -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not _mount_ns_available(), reason="needs unshare -m (root) to put the staged tree at /opt"
-)
+@pytest.mark.skipif(not _mount_ns_available(), reason="needs unshare -m (root) to put the staged tree at /opt")
 def test_staged_tree_works_once_copied_to_root(tmp_path: Path, models_dir: Path) -> None:
     # The download cache is edge's default (XDG_CACHE_HOME/edge/wheels), here the suite's cache.
     xdg = tmp_path / "xdg"
@@ -148,10 +121,8 @@ def test_staged_tree_works_once_copied_to_root(tmp_path: Path, models_dir: Path)
     # with no EDGE_MODELS_DIR and no ./models (the unit sets EDGE_MODELS_DIR; a shell does not).
     work = tmp_path / "work"
     work.mkdir()
-    script = (
-        f"mount --bind {root / 'opt'} /opt && /opt/edge/venv/bin/edge check-config {root / 'etc/edge/edge.yaml'}"
-        " && /opt/edge/venv/bin/edge models fetch blazepose"
-    )
+    script = (f"mount --bind {root / 'opt'} /opt && /opt/edge/venv/bin/edge check-config {root / 'etc/edge/edge.yaml'}"
+              " && /opt/edge/venv/bin/edge models fetch blazepose")
     at_root = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                              cwd=work, capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert at_root.returncode == 0, at_root.stderr
@@ -180,13 +151,8 @@ SEARCH_CASES = [
 
 @pytest.mark.parametrize(("venv", "beside", "env_dir", "config_dir", "expected"), SEARCH_CASES)
 def test_model_search_dirs_include_the_folder_beside_the_venv(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    venv: bool,
-    beside: bool,
-    env_dir: str | None,
-    config_dir: str | None,
-    expected: list[str],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, venv: bool, beside: bool, env_dir: str | None,
+    config_dir: str | None, expected: list[str],
 ) -> None:
     prefix = venv_layout(tmp_path, models_beside=beside)
     work = tmp_path / "work"
@@ -194,13 +160,8 @@ def test_model_search_dirs_include_the_folder_beside_the_venv(
     monkeypatch.chdir(work)
     monkeypatch.setattr(sys, "prefix", str(prefix))
     monkeypatch.setattr(sys, "base_prefix", "/usr" if venv else str(prefix))
-    names = {
-        "cwd": work / "models",
-        "beside": tmp_path / "opt/edge/models",
-        "checkout": CHECKOUT_MODELS,
-        "env": tmp_path / "env-models",
-        "config": tmp_path / "config-models",
-    }
+    names = {"cwd": work / "models", "beside": tmp_path / "opt/edge/models", "checkout": CHECKOUT_MODELS,
+             "env": tmp_path / "env-models", "config": tmp_path / "config-models"}
     if env_dir:
         monkeypatch.setenv("EDGE_MODELS_DIR", str(names[env_dir]))
     else:

@@ -188,12 +188,8 @@ def test_an_fps_cap_and_gating_together(models_dir: Path, tmp_path: Path) -> Non
     from make_demo_video import SECONDS, make
 
     clip = make(tmp_path / "still.mp4", still=True)
-    log, _ = edge_run(
-        clip, tmp_path / "state", "cameras.entrance.motion.enabled=true", "cameras.entrance.fps=2"
-    )
-    line = re.findall(
-        r"camera entrance: stopped, read (\d+) .*?processed (\d+) .*?gated (\d+), skipped (\d+)", log
-    )
+    log, _ = edge_run(clip, tmp_path / "state", "cameras.entrance.motion.enabled=true", "cameras.entrance.fps=2")
+    line = re.findall(r"camera entrance: stopped, read (\d+) .*?processed (\d+) .*?gated (\d+), skipped (\d+)", log)
     assert line, log[-2000:]
     read, processed, gated, skipped = map(int, line[-1])
     kept = 2 * SECONDS  # by the cap

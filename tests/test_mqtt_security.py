@@ -40,30 +40,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ca_crt, ca_key = make_ca(d, "test-ca")
     other_ca, _ = make_ca(d, "other-ca")
     (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        cwd=d,
-    )
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr", cwd=d)
     openssl("x509", "-req", "-in", "server.csr", "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
             "-days", "2", "-extfile", "san.cnf", "-out", "server.crt", cwd=d)  # fmt: skip
     os.chmod(d / "server.key", 0o600)
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(d / "passwd"), "edge", "right-password"], check=True)
-    return {
-        "ca": ca_crt,
-        "other_ca": other_ca,
-        "cert": d / "server.crt",
-        "key": d / "server.key",
-        "passwd": d / "passwd",
-    }
+    return {"ca": ca_crt, "other_ca": other_ca, "cert": d / "server.crt", "key": d / "server.key", "passwd": d / "passwd"}
 
 
 @pytest.fixture
@@ -77,18 +59,10 @@ def tls_broker(pki: dict[str, Path], tmp_path: Path):  # type: ignore[no-untyped
 
 
 def cfg(port: int, ca: Path, password: str, protocol: str = "5") -> MqttConfig:
-    return MqttConfig.model_validate(
-        {
-            "host": "127.0.0.1",
-            "port": port,
-            "device": "secure",
-            "username": "edge",
-            "password": password,
-            "tls": {"ca_file": str(ca)},
-            "reconnect": {"initial": 0.2, "max": 1},
-            "protocol": protocol,
-        }
-    )
+    return MqttConfig.model_validate({
+        "host": "127.0.0.1", "port": port, "device": "secure", "username": "edge", "password": password,
+        "tls": {"ca_file": str(ca)}, "reconnect": {"initial": 0.2, "max": 1}, "protocol": protocol,
+    })
 
 
 def tls_subscriber(port: int, ca: Path) -> tuple[mqtt.Client, list[bytes]]:
@@ -111,9 +85,7 @@ def publish_one(pub: MqttPublisher, i: int = 1) -> Alert:
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_tls_with_password_delivers(
-    protocol: str, tls_broker: Broker, pki: dict[str, Path], tmp_path: Path
-) -> None:
+def test_tls_with_password_delivers(protocol: str, tls_broker: Broker, pki: dict[str, Path], tmp_path: Path) -> None:
     sub, got = tls_subscriber(tls_broker.port, pki["ca"])
     outbox = OutboxStore(tmp_path / "state")
     pub = MqttPublisher(cfg(tls_broker.port, pki["ca"], "right-password", protocol), outbox)

@@ -65,15 +65,11 @@ def test_broker_outage_loses_nothing_and_keeps_order(how: int, tmp_path: Path) -
             time.sleep(0.02)
         wait_until(lambda: outbox.depth == 0, 30, "the outbox to empty")
         try:
-            wait_until(
-                lambda: set(received_ids(sub, "edge/offline/events")) >= set(generated), 30, "every alert"
-            )
+            wait_until(lambda: set(received_ids(sub, "edge/offline/events")) >= set(generated), 30, "every alert")
         except AssertionError:
             got = received_ids(sub, "edge/offline/events")
             missing = [generated.index(i) for i in generated if i not in set(got)]
-            raise AssertionError(
-                f"missing {len(missing)}: {missing[:20]}; got {len(got)}; pub {pub.sent} sent {pub.acked} acked"
-            ) from None
+            raise AssertionError(f"missing {len(missing)}: {missing[:20]}; got {len(got)}; pub {pub.sent} sent {pub.acked} acked") from None
     finally:
         pub.close(2)
         sub.close()
@@ -81,10 +77,8 @@ def test_broker_outage_loses_nothing_and_keeps_order(how: int, tmp_path: Path) -
     got = received_ids(sub, "edge/offline/events")
     assert first_occurrences(got) == generated  # nothing lost, nothing invented, order kept
     assert max_depth >= 50  # the alerts made during the outage waited on disk
-    print(
-        f"outage {signal.Signals(how).name}: generated {len(generated)}, received {len(got)}, "
-        f"duplicates {len(got) - len(set(got))}, max outbox depth {max_depth}"
-    )
+    print(f"outage {signal.Signals(how).name}: generated {len(generated)}, received {len(got)}, "
+          f"duplicates {len(got) - len(set(got))}, max outbox depth {max_depth}")
 
 
 def test_full_outbox_drops_oldest_and_says_so(tmp_path: Path) -> None:
@@ -110,9 +104,7 @@ def test_full_outbox_drops_oldest_and_says_so(tmp_path: Path) -> None:
         wait_until(lambda: outbox.depth == 0, 20, "the outbox to empty")
         wait_until(lambda: len(sub.on("edge/offline/events")) >= 10, 10, "the kept alerts")
         time.sleep(0.3)
-        assert (
-            first_occurrences(received_ids(sub, "edge/offline/events")) == ids[20:]
-        )  # the newest 10, in order
+        assert first_occurrences(received_ids(sub, "edge/offline/events")) == ids[20:]  # the newest 10, in order
         sub.close()
     finally:
         pub.close(2)
@@ -121,46 +113,17 @@ def test_full_outbox_drops_oldest_and_says_so(tmp_path: Path) -> None:
 
 def run_edge(state: Path, port: int, clip: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            "edge",
-            "run",
-            "configs/demo.yaml",
-            "--set",
-            f"mqtt.port={port}",
-            "--set",
-            f"state_dir={state}",
-            "--set",
-            f"cameras.entrance.source.path={clip}",
-            "--set",
-            "cameras.entrance.source.loop=true",
-            "--set",
-            "rules.person_in_zone.cooldown=0",
-            "--set",
-            "rules.person_in_zone.clear_after=0.2",
-            "--set",
-            "rules.anywhere.cameras=[entrance]",
-            "--set",
-            "rules.anywhere.clear_after=0.1",
-            "--set",
-            "rules.anywhere.cooldown=0",
-            "--set",
-            "mqtt.reconnect.initial=0.2",
-            "--set",
-            "mqtt.reconnect.max=1",
-            "--set",
-            "mqtt.stats_interval=1",
-            "--set",
-            "actions.snapshots.enabled=false",
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
+        ["edge", "run", "configs/demo.yaml", "--set", f"mqtt.port={port}", "--set", f"state_dir={state}",
+         "--set", f"cameras.entrance.source.path={clip}", "--set", "cameras.entrance.source.loop=true",
+         "--set", "rules.person_in_zone.cooldown=0", "--set", "rules.person_in_zone.clear_after=0.2",
+         "--set", "rules.anywhere.cameras=[entrance]", "--set", "rules.anywhere.clear_after=0.1",
+         "--set", "rules.anywhere.cooldown=0", "--set", "mqtt.reconnect.initial=0.2", "--set", "mqtt.reconnect.max=1",
+         "--set", "mqtt.stats_interval=1", "--set", "actions.snapshots.enabled=false"],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
     )
 
 
-def test_kill_9_during_an_outage_then_restart_delivers_everything(
-    models_dir: Path, demo_clip: Path, tmp_path: Path
-) -> None:
+def test_kill_9_during_an_outage_then_restart_delivers_everything(models_dir: Path, demo_clip: Path, tmp_path: Path) -> None:
     broker = Broker(tmp_path / "broker", persistent=True)
     broker.folder.mkdir()
     broker.start()
@@ -181,9 +144,7 @@ def test_kill_9_during_an_outage_then_restart_delivers_everything(
         broker.start()
         second = run_edge(state, broker.port, demo_clip)
         try:
-            wait_until(
-                lambda: set(pending) <= set(received_ids(sub, "edge/demo/events")), 60, "the pending events"
-            )
+            wait_until(lambda: set(pending) <= set(received_ids(sub, "edge/demo/events")), 60, "the pending events")
             wait_until(lambda: len(sub.on("edge/demo/stats")) >= 1, 10, "stats")
         finally:
             second.send_signal(signal.SIGTERM)
@@ -201,6 +162,4 @@ def test_kill_9_during_an_outage_then_restart_delivers_everything(
     assert positions == sorted(positions)  # the pending ones arrived in the order they were made
     stats = json.loads(sub.on("edge/demo/stats")[-1])
     assert stats["outbox"]["dropped"] == 0 and stats["mqtt"]["status"] == "connected"
-    print(
-        f"crash: pending at kill -9 {len(pending)}, received events {len(got)}, duplicates {len(got) - len(set(got))}"
-    )
+    print(f"crash: pending at kill -9 {len(pending)}, received events {len(got)}, duplicates {len(got) - len(set(got))}")

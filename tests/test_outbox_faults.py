@@ -134,9 +134,7 @@ def test_corrupt_database_is_moved_aside_and_counted(tmp_path: Path, damage: obj
     assert OutboxStore(tmp_path).stats().corrupt_recovered == 1  # the recovery is remembered
 
 
-def test_unopenable_at_start_with_rows_on_disk_keeps_ids_apart(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unopenable_at_start_with_rows_on_disk_keeps_ids_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Alerts kept in memory before the database could be opened get sequence numbers that rows
     on disk already have; once it opens they are renumbered after them, and an ack (by id)
     removes the right one."""

@@ -96,186 +96,72 @@ D, PKI, CLIP = "{d}", "{pki}", "{clip}"
 CASES: list[Any] = [
     # (id, {dotted key: value}; "{d}", "{pki}", "{clip}" are filled in, expected fragment or None)
     ("valid", {}, None),
-    (
-        "valid mqtt with password file and tls",
-        {
-            "mqtt": {
-                "enabled": True,
-                "username": "u",
-                "password_file": f"{D}/secret",
-                "tls": {"ca_file": f"{PKI}/b.pem", "cert_file": f"{PKI}/a.pem", "key_file": f"{PKI}/a.key"},
-            }
-        },
-        None,
-    ),
-    (
-        "valid cert holding its key",
-        {"mqtt": {"enabled": True, "tls": {"cert_file": f"{PKI}/both.pem"}}},
-        None,
-    ),
+    ("valid mqtt with password file and tls", {
+        "mqtt": {"enabled": True, "username": "u", "password_file": f"{D}/secret",
+                 "tls": {"ca_file": f"{PKI}/b.pem", "cert_file": f"{PKI}/a.pem", "key_file": f"{PKI}/a.key"}}}, None),
+    ("valid cert holding its key", {"mqtt": {"enabled": True, "tls": {"cert_file": f"{PKI}/both.pem"}}}, None),
     ("valid metrics on localhost", {"metrics": {"enabled": True, "host": "localhost", "port": 0}}, None),
     ("valid preview on localhost", {"preview": {"enabled": True, "host": "localhost", "port": 0}}, None),
-    (
-        "preview on an address this machine does not have",
-        {"preview": {"enabled": True, "host": "192.0.2.1", "username": "u", "password": "p"}},
-        "preview.host: cannot listen on '192.0.2.1' here",
-    ),
-    (
-        "input_size on a model that is not YOLO",
-        {"models.face.input_size": [256, 128]},
-        "models.face.input_size: works on YOLO models whose decoder is yolov8; model 'blazeface' has decoder 'blazeface'",
-    ),
-    (
-        "missing password_file",
-        {"mqtt": {"enabled": True, "username": "u", "password_file": f"{D}/nope"}},
-        "mqtt.password_file: {d}/nope: no such file",
-    ),
-    (
-        "password_file is a folder",
-        {"mqtt": {"enabled": True, "username": "u", "password_file": D}},
-        "mqtt.password_file: {d} is a folder, not a file",
-    ),
-    (
-        "password_file without username",
-        {"mqtt": {"enabled": True, "password_file": f"{D}/secret"}},
-        "mqtt.password_file: a password is set but mqtt.username is not",
-    ),
-    (
-        "missing ca_file",
-        {"mqtt": {"enabled": True, "tls": {"ca_file": f"{PKI}/nope.pem"}}},
-        "mqtt.tls.ca_file: {pki}/nope.pem: no such file",
-    ),
-    (
-        "ca_file not a certificate",
-        {"mqtt": {"enabled": True, "tls": {"ca_file": f"{PKI}/garbage.pem"}}},
-        "mqtt.tls.ca_file: {pki}/garbage.pem holds no usable CA certificate",
-    ),
-    (
-        "missing cert_file",
-        {"mqtt": {"enabled": True, "tls": {"cert_file": f"{PKI}/nope.pem", "key_file": f"{PKI}/a.key"}}},
-        "mqtt.tls.cert_file: {pki}/nope.pem: no such file",
-    ),
-    (
-        "missing key_file",
-        {"mqtt": {"enabled": True, "tls": {"cert_file": f"{PKI}/a.pem", "key_file": f"{PKI}/nope.key"}}},
-        "mqtt.tls.key_file: {pki}/nope.key: no such file",
-    ),
-    (
-        "cert without key",
-        {"mqtt": {"enabled": True, "tls": {"cert_file": f"{PKI}/a.pem"}}},
-        "mqtt.tls.cert_file: {pki}/a.pem holds no private key and tls.key_file is not set",
-    ),
-    (
-        "key of another cert",
-        {"mqtt": {"enabled": True, "tls": {"cert_file": f"{PKI}/a.pem", "key_file": f"{PKI}/b.key"}}},
-        "mqtt.tls.key_file: cannot load the client certificate {pki}/a.pem with {pki}/b.key",
-    ),
-    (
-        "key without cert",
-        {"mqtt": {"enabled": True, "tls": {"key_file": f"{PKI}/a.key"}}},
-        "mqtt.tls.key_file: key_file is set without cert_file",
-    ),
+    ("preview on an address this machine does not have",
+     {"preview": {"enabled": True, "host": "192.0.2.1", "username": "u", "password": "p"}},
+     "preview.host: cannot listen on '192.0.2.1' here"),
+    ("input_size on a model that is not YOLO", {"models.face.input_size": [256, 128]},
+     "models.face.input_size: works on YOLO models whose decoder is yolov8; model 'blazeface' has decoder 'blazeface'"),
+    ("missing password_file", {"mqtt": {"enabled": True, "username": "u", "password_file": f"{D}/nope"}},
+     "mqtt.password_file: {d}/nope: no such file"),
+    ("password_file is a folder", {"mqtt": {"enabled": True, "username": "u", "password_file": D}},
+     "mqtt.password_file: {d} is a folder, not a file"),
+    ("password_file without username", {"mqtt": {"enabled": True, "password_file": f"{D}/secret"}},
+     "mqtt.password_file: a password is set but mqtt.username is not"),
+    ("missing ca_file", {"mqtt": {"enabled": True, "tls": {"ca_file": f"{PKI}/nope.pem"}}},
+     "mqtt.tls.ca_file: {pki}/nope.pem: no such file"),
+    ("ca_file not a certificate", {"mqtt": {"enabled": True, "tls": {"ca_file": f"{PKI}/garbage.pem"}}},
+     "mqtt.tls.ca_file: {pki}/garbage.pem holds no usable CA certificate"),
+    ("missing cert_file", {"mqtt": {"enabled": True, "tls": {"cert_file": f"{PKI}/nope.pem", "key_file": f"{PKI}/a.key"}}},
+     "mqtt.tls.cert_file: {pki}/nope.pem: no such file"),
+    ("missing key_file", {"mqtt": {"enabled": True, "tls": {"cert_file": f"{PKI}/a.pem", "key_file": f"{PKI}/nope.key"}}},
+     "mqtt.tls.key_file: {pki}/nope.key: no such file"),
+    ("cert without key", {"mqtt": {"enabled": True, "tls": {"cert_file": f"{PKI}/a.pem"}}},
+     "mqtt.tls.cert_file: {pki}/a.pem holds no private key and tls.key_file is not set"),
+    ("key of another cert", {"mqtt": {"enabled": True, "tls": {"cert_file": f"{PKI}/a.pem", "key_file": f"{PKI}/b.key"}}},
+     "mqtt.tls.key_file: cannot load the client certificate {pki}/a.pem with {pki}/b.key"),
+    ("key without cert", {"mqtt": {"enabled": True, "tls": {"key_file": f"{PKI}/a.key"}}},
+     "mqtt.tls.key_file: key_file is set without cert_file"),
     ("mqtt checks off when disabled", {"mqtt": {"enabled": False, "password_file": f"{D}/nope"}}, None),
     ("state_dir is a file", {"state_dir": f"{D}/secret"}, "state_dir: {d}/secret exists and is not a folder"),
-    (
-        "state_dir below a file",
-        {"state_dir": f"{D}/secret/state"},
-        "state_dir: {d}/secret/state cannot be created: {d}/secret is a file",
-    ),
-    (
-        "state_dir under /proc",
-        {"state_dir": "/proc/edge-state"},
-        "state_dir: /proc/edge-state is under /proc",
-    ),
+    ("state_dir below a file", {"state_dir": f"{D}/secret/state"}, "state_dir: {d}/secret/state cannot be created: {d}/secret is a file"),
+    ("state_dir under /proc", {"state_dir": "/proc/edge-state"}, "state_dir: /proc/edge-state is under /proc"),
     ("state_dir under /sys", {"state_dir": "/sys/kernel/edge"}, "state_dir: /sys/kernel/edge is under /sys"),
-    (
-        "video missing",
-        {"cameras.door.source.path": f"{D}/nope.mp4"},
-        "cameras.door.source.path: video file: {d}/nope.mp4: no such file",
-    ),
-    (
-        "video is a folder",
-        {"cameras.door.source.path": D},
-        "cameras.door.source.path: video file: {d} is a folder",
-    ),
-    (
-        "video not a regular file",
-        {"cameras.door.source.path": "/dev/null"},
-        "video file: /dev/null is not a regular file",
-    ),
+    ("video missing", {"cameras.door.source.path": f"{D}/nope.mp4"}, "cameras.door.source.path: video file: {d}/nope.mp4: no such file"),
+    ("video is a folder", {"cameras.door.source.path": D}, "cameras.door.source.path: video file: {d} is a folder"),
+    ("video not a regular file", {"cameras.door.source.path": "/dev/null"}, "video file: /dev/null is not a regular file"),
     ("video empty", {"cameras.door.source.path": f"{D}/empty.mp4"}, "video file: {d}/empty.mp4 is empty"),
-    (
-        "video of a disabled camera is not opened",
-        {"cameras.door.source.path": f"{D}/nope.mp4", "cameras.door.enabled": False},
-        None,
-    ),
+    ("video of a disabled camera is not opened", {"cameras.door.source.path": f"{D}/nope.mp4", "cameras.door.enabled": False}, None),
     ("models_dir missing", {"models_dir": f"{D}/nope"}, "models_dir: {d}/nope is not a folder"),
-    (
-        "model not found",
-        {"models.face.path": "nosuchmodel"},
-        "models.face.path: model 'nosuchmodel' not found",
-    ),
-    (
-        "model sha256 mismatch",
-        {"models.face.path": f"{D}/badsha", "rules.faces.labels": []},
-        "models.face.path: {d}/badsha/m.tflite: sha256 is",
-    ),
-    (
-        "random bytes as tflite",
-        {"models.face.path": f"{D}/randtfl", "rules.faces.labels": []},
-        "models.face.path: {d}/randtfl/m.tflite: not a TFLite model (expected the file identifier 'TFL3'",
-    ),
-    (
-        "empty onnx",
-        {"models.face.path": f"{D}/emptyonnx", "rules.faces.labels": []},
-        "{d}/emptyonnx/m.onnx: the ONNX file is empty",
-    ),
-    (
-        "random bytes as onnx",
-        {"models.face.path": f"{D}/randonnx", "rules.faces.labels": []},
-        "{d}/randonnx/m.onnx: not an ONNX model (expected a ModelProto with ir_version and graph)",
-    ),
-    (
-        "openvino xml without <net>",
-        {"models.face.path": f"{D}/badxml", "rules.faces.labels": []},
-        "{d}/badxml/m.xml: not an OpenVINO IR (expected a <net> root element, found <layers>)",
-    ),
-    (
-        "openvino xml not xml",
-        {"models.face.path": f"{D}/notxml", "rules.faces.labels": []},
-        "{d}/notxml/m.xml: not an OpenVINO IR",
-    ),
-    (
-        "openvino without .bin",
-        {"models.face.path": f"{D}/nobin", "rules.faces.labels": []},
-        "{d}/nobin/m.xml: the weights file m.bin",
-    ),
+    ("model not found", {"models.face.path": "nosuchmodel"}, "models.face.path: model 'nosuchmodel' not found"),
+    ("model sha256 mismatch", {"models.face.path": f"{D}/badsha", "rules.faces.labels": []}, "models.face.path: {d}/badsha/m.tflite: sha256 is"),
+    ("random bytes as tflite", {"models.face.path": f"{D}/randtfl", "rules.faces.labels": []},
+     "models.face.path: {d}/randtfl/m.tflite: not a TFLite model (expected the file identifier 'TFL3'"),
+    ("empty onnx", {"models.face.path": f"{D}/emptyonnx", "rules.faces.labels": []}, "{d}/emptyonnx/m.onnx: the ONNX file is empty"),
+    ("random bytes as onnx", {"models.face.path": f"{D}/randonnx", "rules.faces.labels": []},
+     "{d}/randonnx/m.onnx: not an ONNX model (expected a ModelProto with ir_version and graph)"),
+    ("openvino xml without <net>", {"models.face.path": f"{D}/badxml", "rules.faces.labels": []},
+     "{d}/badxml/m.xml: not an OpenVINO IR (expected a <net> root element, found <layers>)"),
+    ("openvino xml not xml", {"models.face.path": f"{D}/notxml", "rules.faces.labels": []}, "{d}/notxml/m.xml: not an OpenVINO IR"),
+    ("openvino without .bin", {"models.face.path": f"{D}/nobin", "rules.faces.labels": []}, "{d}/nobin/m.xml: the weights file m.bin"),
     ("valid onnx package", {"models.face.path": f"{D}/onnxonly", "rules.faces.labels": ["text"]}, None),
-    (
-        "runner cannot read the package",
-        {"models.face.runner": "litert", "models.face.path": f"{D}/onnxonly", "rules.faces.labels": []},
-        "models.face.runner: runner 'litert' reads tflite but model 'ppocr_det' has only onnx",
-    ),
-    (
-        "runner not installed",
-        {"models.face.runner": "tensorrt", "models.face.path": f"{D}/onnxonly", "rules.faces.labels": []},
-        "models.face.runner: runner 'tensorrt' is not installed here (pip install 'edge-runtime[tensorrt]')",
-    ),
-    (
-        "rule label not in the model",
-        {"rules.faces.labels": ["face", "person"]},
-        "rules.faces.labels.1: rule 'faces': label 'person' is not a label of model 'face' (camera 'door'), whose labels are: face",
-    ),
+    ("runner cannot read the package", {"models.face.runner": "litert", "models.face.path": f"{D}/onnxonly", "rules.faces.labels": []},
+     "models.face.runner: runner 'litert' reads tflite but model 'ppocr_det' has only onnx"),
+    ("runner not installed", {"models.face.runner": "tensorrt", "models.face.path": f"{D}/onnxonly", "rules.faces.labels": []},
+     "models.face.runner: runner 'tensorrt' is not installed here (pip install 'edge-runtime[tensorrt]')"),
+    ("rule label not in the model", {"rules.faces.labels": ["face", "person"]},
+     "rules.faces.labels.1: rule 'faces': label 'person' is not a label of model 'face' (camera 'door'), whose labels are: face"),
 ]
 
 
 def fill(value: Any, place: dict[str, Path]) -> Any:
     if isinstance(value, str):
-        return (
-            value.replace(D, str(place["d"]))
-            .replace(PKI, str(place["pki"]))
-            .replace(CLIP, str(place["clip"]))
-        )
+        return value.replace(D, str(place["d"])).replace(PKI, str(place["pki"])).replace(CLIP, str(place["clip"]))
     if isinstance(value, dict):
         return {k: fill(v, place) for k, v in value.items()}
     if isinstance(value, list):
@@ -290,9 +176,7 @@ def write(tmp_path: Path, cfg: dict[str, Any]) -> Path:
 
 
 @pytest.mark.parametrize(("changes", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_preflight_table(
-    changes: dict[str, Any], expected: str | None, place: dict[str, Path], tmp_path: Path
-) -> None:
+def test_preflight_table(changes: dict[str, Any], expected: str | None, place: dict[str, Path], tmp_path: Path) -> None:
     cfg = base_config(place, tmp_path / "state")
     for key, value in fill(changes, place).items():
         put(cfg, key, value)
@@ -315,9 +199,7 @@ def test_state_dir_not_writable(place: dict[str, Path], tmp_path: Path) -> None:
     locked.mkdir(mode=0o500)
     cfg = base_config(place, locked / "state")
     issues = preflight(load_config(write(tmp_path, cfg)))
-    assert any(
-        f"state_dir: cannot write in {locked} (needed to create {locked}/state)" in i for i in issues
-    ), issues
+    assert any(f"state_dir: cannot write in {locked} (needed to create {locked}/state)" in i for i in issues), issues
 
 
 def test_openvino_device_that_is_not_here(place: dict[str, Path], tmp_path: Path) -> None:
@@ -367,21 +249,9 @@ def test_metrics_host_that_cannot_be_bound(place: dict[str, Path], tmp_path: Pat
 
 
 RUN_CASES: list[Any] = [
-    (
-        "missing model",
-        lambda cfg, d: put(cfg, "models.face.path", "nosuchmodel"),
-        "models.face.path: model 'nosuchmodel' not found",
-    ),
-    (
-        "label not in model",
-        lambda cfg, d: put(cfg, "rules.faces.labels", ["person"]),
-        "rules.faces.labels.0: rule 'faces': label 'person'",
-    ),
-    (
-        "missing video",
-        lambda cfg, d: put(cfg, "cameras.door.source.path", f"{d}/nope.mp4"),
-        "cameras.door.source.path: video file",
-    ),
+    ("missing model", lambda cfg, d: put(cfg, "models.face.path", "nosuchmodel"), "models.face.path: model 'nosuchmodel' not found"),
+    ("label not in model", lambda cfg, d: put(cfg, "rules.faces.labels", ["person"]), "rules.faces.labels.0: rule 'faces': label 'person'"),
+    ("missing video", lambda cfg, d: put(cfg, "cameras.door.source.path", f"{d}/nope.mp4"), "cameras.door.source.path: video file"),
 ]
 
 
@@ -412,9 +282,7 @@ def test_check_config_output_is_printable_for_odd_paths(place: dict[str, Path], 
                                  "surrogate, as from a non-UTF-8 byte)"]  # fmt: skip
     for line in info.value.issues:
         line.encode("utf-8")
-    (tmp_path / "env.yaml").write_text(
-        write(tmp_path, cfg).read_text().replace(str(tmp_path / "state"), "${STATE}")
-    )
+    (tmp_path / "env.yaml").write_text(write(tmp_path, cfg).read_text().replace(str(tmp_path / "state"), "${STATE}"))
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "env.yaml", env={"STATE": "caf\udce9"})
     assert info.value.issues == [f"{tmp_path}/env.yaml:1: state_dir: text cannot contain a lone surrogate "

@@ -176,14 +176,10 @@ def test_live_view_and_zone_editor_in_chromium(daemon: Application, browser: obj
         if status.get_attribute("data-points") != "2" or not status.text.startswith("valid"):
             return False
         rule = (yaml.safe_load(driver.find_element(By.ID, "yaml").text) or {}).get("rules", {}).get("walkway")
-        return (
-            bool(rule)
-            and all(
-                abs(x - fx) <= 2 / w + 0.002 and abs(y - fy) <= 2 / h + 0.002
-                for (x, y), (fx, fy) in zip(rule.get("line", []), want, strict=False)
-            )
-            and len(rule.get("line", [])) == 2
-        )
+        return bool(rule) and all(
+            abs(x - fx) <= 2 / w + 0.002 and abs(y - fy) <= 2 / h + 0.002
+            for (x, y), (fx, fy) in zip(rule.get("line", []), want, strict=False)
+        ) and len(rule.get("line", [])) == 2
 
     wait_until(line_drawn, 60, "the editor's check of the line, ending at the third click")
     line_rule = yaml.safe_load(driver.find_element(By.ID, "yaml").text)["rules"]["walkway"]

@@ -23,16 +23,13 @@ ALL = {"onnxruntime": "1", "openvino": "1", "litert": "1", "tensorrt": None}
 X86_AMD = HardwareInfo("x86_64", "AuthenticAMD", "EPYC", ("avx2",), None, False, False, ALL, {"CPU": "EPYC"})
 X86_INTEL = replace(X86_AMD, cpu_vendor="GenuineIntel")
 PI = HardwareInfo("aarch64", "ARM", "Cortex-A72", ("asimd",), "Raspberry Pi 4 Model B", False, True, ALL)
-JETSON = HardwareInfo(
-    "aarch64", "NVIDIA", "Carmel", ("asimd",), "NVIDIA Jetson", True, False, {**ALL, "tensorrt": "10.3"}
-)
+JETSON = HardwareInfo("aarch64", "NVIDIA", "Carmel", ("asimd",), "NVIDIA Jetson", True, False,
+                      {**ALL, "tensorrt": "10.3"})
 
 
 def package(tmp_path: Path, formats: list[str]) -> ModelPackage:
     files = "".join(f"  {f}:\n    path: m.{ {'openvino': 'xml'}.get(f, f) }\n" for f in formats)
-    (tmp_path / "model.yaml").write_text(
-        f"name: m\ntask: detect\ndecoder: yolov8\nlabels: [a]\nfiles:\n{files}"
-    )
+    (tmp_path / "model.yaml").write_text(f"name: m\ntask: detect\ndecoder: yolov8\nlabels: [a]\nfiles:\n{files}")
     return read_manifest(tmp_path / "model.yaml")
 
 
@@ -53,9 +50,7 @@ def package(tmp_path: Path, formats: list[str]) -> ModelPackage:
         (replace(X86_AMD, backends={k: None for k in ALL}), ["onnx"], "auto", BackendUnavailable),
     ],
 )
-def test_selection_table(
-    hw: HardwareInfo, formats: list[str], requested: str, expected: object, tmp_path: Path
-) -> None:
+def test_selection_table(hw: HardwareInfo, formats: list[str], requested: str, expected: object, tmp_path: Path) -> None:
     pkg = package(tmp_path, formats)
     if expected is BackendUnavailable:
         with pytest.raises(BackendUnavailable):
@@ -76,33 +71,14 @@ def test_jetson_reason_mentions_tensorrt(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "board", "jetson", "pi"),
     [
-        (
-            {
-                "etc/nv_tegra_release": "# R35 (release), REVISION: 4.1\n",
-                "proc/device-tree/model": "NVIDIA Orin Nano\x00",
-            },
-            "NVIDIA Orin Nano",
-            True,
-            False,
-        ),
-        (
-            {"proc/device-tree/model": "Raspberry Pi 5 Model B Rev 1.0\x00"},
-            "Raspberry Pi 5 Model B Rev 1.0",
-            False,
-            True,
-        ),
-        (
-            {"proc/device-tree/compatible": "nvidia,p3509-0000+p3668-0001\x00nvidia,tegra194\x00"},
-            "NVIDIA Jetson",
-            True,
-            False,
-        ),
+        ({"etc/nv_tegra_release": "# R35 (release), REVISION: 4.1\n", "proc/device-tree/model": "NVIDIA Orin Nano\x00"},
+         "NVIDIA Orin Nano", True, False),
+        ({"proc/device-tree/model": "Raspberry Pi 5 Model B Rev 1.0\x00"}, "Raspberry Pi 5 Model B Rev 1.0", False, True),
+        ({"proc/device-tree/compatible": "nvidia,p3509-0000+p3668-0001\x00nvidia,tegra194\x00"}, "NVIDIA Jetson", True, False),
         ({}, None, False, False),
     ],
 )
-def test_board_detection_on_a_fake_root(
-    files: dict[str, str], board: str | None, jetson: bool, pi: bool, tmp_path: Path
-) -> None:
+def test_board_detection_on_a_fake_root(files: dict[str, str], board: str | None, jetson: bool, pi: bool, tmp_path: Path) -> None:
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
@@ -111,9 +87,7 @@ def test_board_detection_on_a_fake_root(
 
 
 def test_probe_cli_json_on_this_machine(models_dir: Path) -> None:
-    out = subprocess.run(
-        ["edge", "probe", "--json", "--model", "blazeface"], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run(["edge", "probe", "--json", "--model", "blazeface"], capture_output=True, text=True, check=True)
     report = json.loads(out.stdout)
     assert report["hardware"]["backends"]["onnxruntime"]
     assert report["model"]["runner"] in ("litert", "openvino")

@@ -40,24 +40,15 @@ def test_feed_and_output_round_trip() -> None:
 
 def test_litert_details_become_specs_with_quantisation() -> None:
     detail = {
-        "name": "input",
-        "index": 0,
-        "shape": np.array([1, 224, 224, 3]),
-        "shape_signature": np.array([-1, 224, 224, 3]),
-        "dtype": np.uint8,
+        "name": "input", "index": 0, "shape": np.array([1, 224, 224, 3]),
+        "shape_signature": np.array([-1, 224, 224, 3]), "dtype": np.uint8,
         "quantization": (0.0078125, 128),
-        "quantization_parameters": {
-            "scales": np.array([0.0078125], np.float32),
-            "zero_points": np.array([128]),
-            "quantized_dimension": 0,
-        },
+        "quantization_parameters": {"scales": np.array([0.0078125], np.float32),
+                                    "zero_points": np.array([128]), "quantized_dimension": 0},
     }
     spec = _spec(detail)
     assert spec.shape == (None, 224, 224, 3) and spec.layout == "NHWC" and spec.has_dynamic_batch
     assert spec.quant == QuantParams(0.0078125, 128) and spec.is_quantized
-    float_detail = {
-        **detail,
-        "dtype": np.float32,
-        "quantization_parameters": {"scales": np.array([]), "zero_points": np.array([])},
-    }
+    float_detail = {**detail, "dtype": np.float32,
+                    "quantization_parameters": {"scales": np.array([]), "zero_points": np.array([])}}
     assert _spec(float_detail).quant is None

@@ -47,9 +47,7 @@ def signs(folder: Path, seed: int, count: int) -> Path:
     return make_signs(folder, seed, count)
 
 
-def dets(
-    boxes: list[list[float]], classes: list[int] | None = None, keypoints: list | None = None
-) -> Detections:
+def dets(boxes: list[list[float]], classes: list[int] | None = None, keypoints: list | None = None) -> Detections:
     n = len(boxes)
     return Detections(
         xyxy=np.array(boxes, np.float32).reshape(n, 4),
@@ -194,12 +192,7 @@ def test_sample_frames_from_a_video_and_a_folder(tmp_path: Path) -> None:
     assert [int(f[0, 0, 0]) for f in sample_frames(folder, 3)] == [0, 2, 4]
     # Converted as read: only what convert returns is kept.
     small = sample_frames(video, 4, convert=lambda f: f[:2, :2, 0].copy())
-    assert [f.shape for f in small] == [(2, 2)] * 4 and [int(f[0, 0] + 5) // 10 for f in small] == [
-        0,
-        6,
-        13,
-        19,
-    ]
+    assert [f.shape for f in small] == [(2, 2)] * 4 and [int(f[0, 0] + 5) // 10 for f in small] == [0, 6, 13, 19]
 
 
 @pytest.mark.parametrize(
@@ -332,9 +325,7 @@ def test_package_is_written_merged_and_pinned(tmp_path: Path) -> None:
     scratch.with_suffix(".bin").write_bytes(b"new weights")
     write_package(base, out, "openvino", base.files["onnx"], scratch, {"agreement": 0.98})
     again = read_manifest(out / "model.yaml")
-    assert (
-        again.int8_files["openvino"] != twin and not twin.exists() and not twin.with_suffix(".bin").exists()
-    )
+    assert again.int8_files["openvino"] != twin and not twin.exists() and not twin.with_suffix(".bin").exists()
     assert again.verified_file("openvino", int8=True).read_bytes() == b"int8 openvino, again"
 
 
@@ -435,9 +426,7 @@ def test_ppocr_to_onnx_and_openvino_int8_in_one_package(
             "--bar", "0.9", "--out", str(out),
         )  # fmt: skip
         assert code == 0, err
-        assert (
-            report is not None and report["coverage"] >= 0.9 and report["int8_bytes"] < report["float_bytes"]
-        )
+        assert report is not None and report["coverage"] >= 0.9 and report["int8_bytes"] < report["float_bytes"]
     pkg = read_manifest(out / "model.yaml")
     assert set(pkg.int8_files) == {"onnx", "openvino"}
     assert set(pkg.quantization) == {"onnx", "openvino"}
@@ -463,45 +452,25 @@ def test_a_broken_quantisation_is_refused_with_its_figures(
 
 
 def yolo_like(tmp_path: Path) -> Path:
-    meta = {
-        k: v if isinstance(v, str) else json.dumps(v)
-        for k, v in ultralytics_metadata(["person", "car"], 96).items()
-    }
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in ultralytics_metadata(["person", "car"], 96).items()}
     return yolov8_like_model(tmp_path / "yolo_like.onnx", size=96, stride=8, metadata=meta)
 
 
-def test_the_yolo_head_lesson(
-    tmp_path: Path, sign_sets: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_yolo_head_lesson(tmp_path: Path, sign_sets: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """Box coordinates (0-96) and scores (0-1) share one tensor: one int8 scale for both blurs
     the scores. With the head in float the twin agrees; with the head quantised it is refused."""
     model = yolo_like(tmp_path)
     calib, evaluation = sign_sets
-    common = [
-        "--to",
-        "onnx-int8",
-        "--calib",
-        str(calib),
-        "--eval",
-        str(evaluation),
-        "--calib-frames",
-        "10",
-        "--eval-frames",
-        "10",
-    ]
+    common = ["--to", "onnx-int8", "--calib", str(calib), "--eval", str(evaluation), "--calib-frames", "10", "--eval-frames", "10"]
     code, kept, err = quantize(capsys, str(model), *common, "--out", str(tmp_path / "kept"))
     assert code == 0, err
-    code, wiped, err = quantize(
-        capsys, str(model), *common, "--quantize-head", "--out", str(tmp_path / "wiped")
-    )
+    code, wiped, err = quantize(capsys, str(model), *common, "--quantize-head", "--out", str(tmp_path / "wiped"))
     assert code == 3 and not (tmp_path / "wiped").exists()
     assert kept is not None and wiped is not None
     assert kept["kept_float"] == 5 and wiped["kept_float"] == 0
     assert kept["agreement"] >= 0.99 and wiped["agreement"] < 0.95
     # --force writes it anyway, marked as forced.
-    code, forced, _ = quantize(
-        capsys, str(model), *common, "--quantize-head", "--force", "--out", str(tmp_path / "wiped")
-    )
+    code, forced, _ = quantize(capsys, str(model), *common, "--quantize-head", "--force", "--out", str(tmp_path / "wiped"))
     assert code == 0 and forced is not None and forced["forced"]
     assert read_manifest(tmp_path / "wiped" / "model.yaml").quantization["onnx"]["forced"] is True
 
@@ -561,10 +530,7 @@ def test_eval_frames_without_objects_are_refused(tmp_path: Path, capsys: pytest.
     blank.mkdir()
     cv2.imwrite(str(blank / "grey.png"), np.full((240, 320, 3), 128, np.uint8))
     assert main(["quantize", "blazepose", "--calib", str(blank), "--eval", str(blank)]) == 1
-    assert (
-        "the float model found nothing in 1 frame(s); the gate needs frames that show person"
-        in capsys.readouterr().err
-    )
+    assert "the float model found nothing in 1 frame(s); the gate needs frames that show person" in capsys.readouterr().err
 
 
 def test_manifest_yaml_round_trips_the_report(tmp_path: Path) -> None:

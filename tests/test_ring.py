@@ -76,11 +76,8 @@ def test_close_wakes_a_waiting_producer() -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(
-    policy=st.sampled_from(["latest", "lossless"]),
-    slots=st.integers(2, 5),
-    ops=st.lists(st.sampled_from(["produce", "consume"]), max_size=80),
-)
+@given(policy=st.sampled_from(["latest", "lossless"]), slots=st.integers(2, 5),
+       ops=st.lists(st.sampled_from(["produce", "consume"]), max_size=80))
 def test_consumer_sees_increasing_sequence_numbers(policy: str, slots: int, ops: list[str]) -> None:
     r = ring(policy, slots)
     seq, seen, produced = 0, [], 0

@@ -29,10 +29,7 @@ SERVER = Path(__file__).with_name("rtsp_server.py")
 
 def gst_rtsp_available() -> bool:
     probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
-    return (
-        os.path.exists(SYSTEM_PYTHON)
-        and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
-    )
+    return os.path.exists(SYSTEM_PYTHON) and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
 
 
 def require_gst_rtsp() -> None:
@@ -49,9 +46,7 @@ class RtspServer:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SERVER), str(self.port)], stdout=subprocess.PIPE, text=True
-        )
+        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), str(self.port)], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
         for _ in range(100):
             try:
@@ -86,11 +81,7 @@ def rtsp_server() -> Iterator[RtspServer]:
 
 
 def test_rtsp_server_killed_and_restarted(
-    rtsp_server: RtspServer,
-    broker: Broker,
-    subscriber: Subscriber,
-    models_dir: Path,
-    tmp_path: Path,
+    rtsp_server: RtspServer, broker: Broker, subscriber: Subscriber, models_dir: Path, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -114,9 +105,7 @@ mqtt: {{host: 127.0.0.1, port: {broker.port}, device: rtsptest}}
 
         rtsp_server.kill()
         wait_until(lambda: capture.state.value in ("reconnecting", "connecting"), 15, "the camera to notice")
-        wait_until(
-            lambda: b"reconnecting" in subscriber.on("edge/rtsptest/gate/status"), 10, "status on MQTT"
-        )
+        wait_until(lambda: b"reconnecting" in subscriber.on("edge/rtsptest/gate/status"), 10, "status on MQTT")
         time.sleep(1.0)  # a few failed attempts while the server is gone
         processed_during_outage = channel.processed
 
@@ -171,11 +160,7 @@ mqtt: {{host: 127.0.0.1, port: {broker.port}, device: rtsphung}}
 
         capture.on_state = record
         rtsp_server.pause()
-        wait_until(
-            lambda: capture.state.value != "streaming",
-            read_timeout + 4,
-            "the camera to notice the hung server",
-        )
+        wait_until(lambda: capture.state.value != "streaming", read_timeout + 4, "the camera to notice the hung server")
         frames_noticed = capture.frames_read
         assert f"no frame within {read_timeout} s (stream stalled)" in (capture.last_error or "")
         wait_until(lambda: b"reconnecting" in subscriber.on(topic)[seen_online:], 10, "reconnecting on MQTT")
@@ -218,19 +203,13 @@ mqtt: {{host: 127.0.0.1, port: {broker.port}, device: rtspreload}}
         capture, channel = app.captures["gate"], app.channels["gate"]
         wait_until(lambda: channel.processed >= 10, 30, "frames")
         statuses_before = len(subscriber.on("edge/rtspreload/gate/status"))
-        path.write_text(
-            base.replace(
-                "min_score: 0.5}", "min_score: 0.8}\n  more_faces: {cameras: [gate], min_score: 0.3}"
-            )
-        )
+        path.write_text(base.replace("min_score: 0.5}", "min_score: 0.8}\n  more_faces: {cameras: [gate], min_score: 0.3}"))
         assert app.reload()
         assert set(app.workers["face"].engine.rules) == {"faces", "more_faces"}
         assert app.workers["face"].engine.rules["faces"].min_score == 0.8
         processed = channel.processed
         wait_until(lambda: channel.processed >= processed + 10, 30, "frames after the reload")
-        assert (
-            app.captures["gate"] is capture and capture.reconnects == 0 and capture.state.value == "streaming"
-        )
+        assert app.captures["gate"] is capture and capture.reconnects == 0 and capture.state.value == "streaming"
         time.sleep(0.3)
         after = subscriber.on("edge/rtspreload/gate/status")
         assert len(after) == statuses_before  # no connecting/online flap: the camera was not touched

@@ -27,68 +27,23 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("dwell without dwell", {"kind": "dwell"}, "needs `dwell`"),
     ("dwell on count", {"kind": "count", "dwell": "5s"}, "`dwell` is for rules of kind dwell"),
     ("min_count on presence", {"min_count": 3}, "`min_count` is for rules of kind count, not presence"),
-    (
-        "off_after on absence",
-        {"kind": "absence", "off_after": "5s"},
-        "`off_after` is for rules of kind count",
-    ),
-    (
-        "absent_after on count",
-        {"kind": "count", "absent_after": "5s"},
-        "`absent_after` is for rules of kind absence",
-    ),
-    (
-        "directions on dwell",
-        {"kind": "dwell", "dwell": 3, "directions": ["in"]},
-        "`directions` is for rules of kind line",
-    ),
+    ("off_after on absence", {"kind": "absence", "off_after": "5s"}, "`off_after` is for rules of kind count"),
+    ("absent_after on count", {"kind": "count", "absent_after": "5s"}, "`absent_after` is for rules of kind absence"),
+    ("directions on dwell", {"kind": "dwell", "dwell": 3, "directions": ["in"]}, "`directions` is for rules of kind line"),
     ("same line points", {"kind": "line", "line": [[0.5, 0.5], [0.5, 0.5]]}, "the same"),
     ("line outside frame", {"kind": "line", "line": [[0.5, 1.5], [0.5, 0.0]]}, "outside [0, 1]"),
-    (
-        "schedule",
-        {
-            "schedule": {
-                "timezone": "Europe/Berlin",
-                "windows": [{"days": ["mon"], "from": "22:00", "to": "06:00"}],
-            }
-        },
-        None,
-    ),
+    ("schedule", {"schedule": {"timezone": "Europe/Berlin", "windows": [{"days": ["mon"], "from": "22:00", "to": "06:00"}]}}, None),
     ("schedule 24:00 end", {"schedule": {"windows": [{"from": "00:00", "to": "24:00"}]}}, None),
     ("schedule 24:00 start", {"schedule": {"windows": [{"from": "24:00", "to": "06:00"}]}}, "`from: 24:00`"),
     ("schedule bad time", {"schedule": {"windows": [{"from": "7:00", "to": "9:00"}]}}, "'HH:MM'"),
-    (
-        "schedule bad zone",
-        {"schedule": {"timezone": "Mars/Olympus", "windows": [{"from": "07:00", "to": "09:00"}]}},
-        "unknown time zone",
-    ),
-    (
-        "schedule bad day",
-        {"schedule": {"windows": [{"days": ["monday"], "from": "07:00", "to": "09:00"}]}},
-        "days",
-    ),
+    ("schedule bad zone", {"schedule": {"timezone": "Mars/Olympus", "windows": [{"from": "07:00", "to": "09:00"}]}}, "unknown time zone"),
+    ("schedule bad day", {"schedule": {"windows": [{"days": ["monday"], "from": "07:00", "to": "09:00"}]}}, "days"),
     ("schedule no windows", {"schedule": {"windows": []}}, "windows"),
     ("command", {"command": {"argv": ["/bin/true"]}}, None),
-    (
-        "command for crossings",
-        {"kind": "line", "line": LINE, "command": {"argv": ["x"], "events": ["cross"]}},
-        None,
-    ),
-    (
-        "command cross on presence",
-        {"command": {"argv": ["x"], "events": ["cross"]}},
-        "never makes cross events",
-    ),
-    (
-        "command new on line",
-        {"kind": "line", "line": LINE, "command": {"argv": ["x"], "events": ["new"]}},
-        "never makes new events",
-    ),
-    (
-        "command update on absence",
-        {"kind": "absence", "command": {"argv": ["x"], "events": ["update"]}},
-        "never makes update",
-    ),
+    ("command for crossings", {"kind": "line", "line": LINE, "command": {"argv": ["x"], "events": ["cross"]}}, None),
+    ("command cross on presence", {"command": {"argv": ["x"], "events": ["cross"]}}, "never makes cross events"),
+    ("command new on line", {"kind": "line", "line": LINE, "command": {"argv": ["x"], "events": ["new"]}}, "never makes new events"),
+    ("command update on absence", {"kind": "absence", "command": {"argv": ["x"], "events": ["update"]}}, "never makes update"),
     ("command empty argv", {"command": {"argv": []}}, "argv"),
     ("command bad env name", {"command": {"argv": ["x"], "env": {"A-B": "1"}}}, "env"),
     ("actions name command", {"actions": ["command"]}, "has no `command"),
@@ -129,11 +84,7 @@ rules:
     ("rule", "tracking", "error"),
     [
         ("    kind: line\n    line: [[0.5, 1], [0.5, 0]]\n", True, None),
-        (
-            "    kind: line\n    line: [[0.5, 1], [0.5, 0]]\n",
-            False,
-            "edge.yaml:10: rules.r.cameras.0: camera 'cam' has `tracking: {enabled: false}`, but a rule of kind line",
-        ),
+        ("    kind: line\n    line: [[0.5, 1], [0.5, 0]]\n", False, "edge.yaml:10: rules.r.cameras.0: camera 'cam' has `tracking: {enabled: false}`, but a rule of kind line"),
         ("    kind: dwell\n    dwell: 5s\n", False, "a rule of kind dwell follows objects over time"),
         ("    stationary: exclude\n", False, "`stationary: exclude` needs to know which objects stand still"),
         ("    kind: count\n    min_count: 2\n", False, None),  # counts detections when untracked

@@ -43,24 +43,12 @@ CASES = [
     ("above min area", {"min_area": 0.01}, [PERSON_LEFT], True),
     ("no zone means whole frame", {"zone": None}, [PERSON_RIGHT], True),
     ("centre anchor outside", {"point": "center"}, [STRADDLE], False),
-    (
-        "top centre anchor",
-        {"point": "top_center", "zone": [(0, 0), (1, 0), (1, 0.25), (0, 0.25)]},
-        [PERSON_LEFT],
-        True,
-    ),
+    ("top centre anchor", {"point": "top_center", "zone": [(0, 0), (1, 0), (1, 0.25), (0, 0.25)]}, [PERSON_LEFT], True),
 ]
 
 
 def rule(**over: object) -> RuleConfig:
-    base = {
-        "cameras": ["cam"],
-        "labels": ["person"],
-        "min_score": 0.5,
-        "zone": LEFT_HALF,
-        "cooldown": 10,
-        "clear_after": 2,
-    }
+    base = {"cameras": ["cam"], "labels": ["person"], "min_score": 0.5, "zone": LEFT_HALF, "cooldown": 10, "clear_after": 2}
     base.update(over)
     return RuleConfig.model_validate(base)
 

@@ -31,14 +31,7 @@ def start_edge(broker: Broker, state: Path, clip: Path, *extra: str) -> subproce
         "actions.snapshots.enabled=false",
         *extra,
     ]
-    argv = [
-        sys.executable,
-        "-m",
-        "edge",
-        "run",
-        "configs/demo.yaml",
-        *(a for s in sets for a in ("--set", s)),
-    ]
+    argv = [sys.executable, "-m", "edge", "run", "configs/demo.yaml", *(a for s in sets for a in ("--set", s))]
     return subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, text=True)
 
 
@@ -143,14 +136,7 @@ def test_snapshots_also_go_to_mqtt_retained_per_rule(
     state = tmp_path / "state"
     sets = [f"mqtt.port={broker.port}", f"state_dir={state}", f"cameras.entrance.source.path={demo_clip}",
             "actions.snapshots.mqtt=true", "models.person.runner=litert"]  # fmt: skip
-    argv = [
-        sys.executable,
-        "-m",
-        "edge",
-        "run",
-        "configs/demo.yaml",
-        *(a for s in sets for a in ("--set", s)),
-    ]
+    argv = [sys.executable, "-m", "edge", "run", "configs/demo.yaml", *(a for s in sets for a in ("--set", s))]
     out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     sub = Subscriber(broker.port, f"{BASE}/+/snapshot")  # after the run: only what is retained

@@ -75,9 +75,7 @@ def ensure_venv(venv: Path, python: str | None = None) -> subprocess.CompletedPr
 
 def made_by(venv: Path) -> str:
     """The real path of the interpreter that made the venv (pyvenv.cfg's `executable`)."""
-    cfg = dict(
-        line.split(" = ", 1) for line in (venv / "pyvenv.cfg").read_text().splitlines() if " = " in line
-    )
+    cfg = dict(line.split(" = ", 1) for line in (venv / "pyvenv.cfg").read_text().splitlines() if " = " in line)
     return os.path.realpath(cfg.get("executable") or Path(cfg["home"]) / "python3")
 
 
@@ -105,10 +103,7 @@ def test_ensure_venv_makes_keeps_and_remakes(tmp_path: Path) -> None:
     venv = tmp_path / ".venv"
     first = ensure_venv(venv)
     assert "-m venv" in first.stdout
-    assert (
-        subprocess.run([str(venv / "bin/python"), "-m", "pip", "--version"], capture_output=True).returncode
-        == 0
-    )
+    assert subprocess.run([str(venv / "bin/python"), "-m", "pip", "--version"], capture_output=True).returncode == 0
     assert made_by(venv) == real_interpreter("python3")
 
     cfg = (venv / "pyvenv.cfg").stat()

@@ -30,16 +30,8 @@ from edge.daemon.supervisor import Supervisor
 ZONE = "[[0.55, 0.25], [0.95, 0.25], [0.95, 1.0], [0.55, 1.0]]"
 
 
-def config(
-    tmp_path: Path,
-    clip: Path,
-    port: int | None,
-    *,
-    extra_rules: str = "",
-    camera_extra: str = "",
-    loop: bool = True,
-    mqtt_extra: str = "",
-) -> str:
+def config(tmp_path: Path, clip: Path, port: int | None, *, extra_rules: str = "", camera_extra: str = "",
+           loop: bool = True, mqtt_extra: str = "") -> str:
     mqtt = f"{{host: 127.0.0.1, port: {port}, device: sup{mqtt_extra}}}" if port else "{enabled: false}"
     return f"""
 state_dir: {tmp_path}/state
@@ -59,9 +51,7 @@ class Running:
     def __init__(self, tmp_path: Path, text: str) -> None:
         self.path = tmp_path / "edge.yaml"
         self.path.write_text(text)
-        self.app = Application(
-            load_config(self.path), notifier=Notifier({}), supervisor=Supervisor(initial=0.2)
-        )
+        self.app = Application(load_config(self.path), notifier=Notifier({}), supervisor=Supervisor(initial=0.2))
         self.app.start()
         self.thread = threading.Thread(target=self.app.run)
         self.thread.start()
@@ -92,9 +82,8 @@ def running(tmp_path: Path) -> Iterator[list[Running]]:
 # -- threads that die -------------------------------------------------------------------------
 
 
-def test_a_capture_thread_that_raises_is_restarted(
-    models_dir: Path, demo_clip: Path, tmp_path: Path, running: list[Running], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_capture_thread_that_raises_is_restarted(models_dir: Path, demo_clip: Path, tmp_path: Path,
+                                                   running: list[Running], monkeypatch: pytest.MonkeyPatch) -> None:
     """Item 1: e.g. a camera delivering frames the preprocessor rejects; before, the thread
     stayed dead and the watchdog stayed fed."""
     real_read = OpenCvSource.read
@@ -110,9 +99,7 @@ def test_a_capture_thread_that_raises_is_restarted(
     r = Running(tmp_path, config(tmp_path, demo_clip, None))
     running.append(r)
     first = r.app.captures["c"]
-    wait_until(
-        lambda: r.app.captures["c"] is not first and r.app.captures["c"].is_alive(), 60, "a new capture"
-    )
+    wait_until(lambda: r.app.captures["c"] is not first and r.app.captures["c"].is_alive(), 60, "a new capture")
     threads = {(t.kind, t.name): t for t in r.app.figures().threads}
     assert threads[("capture", "c")].restarts == 1
     assert "injected" in (threads[("capture", "c")].last_error or "")
@@ -122,9 +109,8 @@ def test_a_capture_thread_that_raises_is_restarted(
     assert any("capture c" in p for p in r.app.problems())
 
 
-def test_a_worker_that_raises_is_restarted(
-    models_dir: Path, demo_clip: Path, tmp_path: Path, running: list[Running]
-) -> None:
+def test_a_worker_that_raises_is_restarted(models_dir: Path, demo_clip: Path, tmp_path: Path,
+                                           running: list[Running]) -> None:
     r = Running(tmp_path, config(tmp_path, demo_clip, None))
     running.append(r)
     worker = r.app.workers["p"]
@@ -143,14 +129,8 @@ def test_a_worker_that_raises_is_restarted(
     assert r.app.supervisor.restarts("worker", "p") == 1
 
 
-def test_mqtt_sender_survives_a_failing_outbox(
-    models_dir: Path,
-    demo_clip: Path,
-    tmp_path: Path,
-    broker: Broker,
-    running: list[Running],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_mqtt_sender_survives_a_failing_outbox(models_dir: Path, demo_clip: Path, tmp_path: Path, broker: Broker,
+                                               running: list[Running], monkeypatch: pytest.MonkeyPatch) -> None:
     """Item 2: `database is locked` (an operator's `edge outbox purge`) used to kill the sender."""
     real = OutboxStore.pending
     failures = {"n": 0}
@@ -192,80 +172,28 @@ rules:
 @pytest.mark.parametrize(
     ("change", "expect"),
     [
-        (
-            "",
-            dict(
-                cameras_start=set(),
-                keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")},
-                workers_stop=set(),
-                actions_changed=False,
-                gone_pairs=set(),
-            ),
-        ),
-        (
-            ("live: {source", "live: {fps: 2, source"),
-            dict(
-                cameras_start={"live"},
-                workers_stop=set(),
-                keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")},
-            ),
-        ),
-        (
-            ("file: {source", "file: {fps: 2, source"),  # a file restarts at t=0: its state is reset
-            dict(cameras_start={"file"}, keep_pairs={("r1", "live"), ("r2", "face")}),
-        ),
-        (
-            ("q: {path: blazeface}", "q: {path: blazeface, threads: 1}"),
-            dict(
-                cameras_start={"face"},
-                workers_stop={"q"},
-                models_load={"q"},
-                keep_pairs={("r1", "live"), ("r1", "file")},
-            ),
-        ),
-        (
-            ("r1: {cameras: [live, file], labels: [person]}", "r1: {cameras: [live], labels: [person]}"),
-            dict(gone_pairs={("r1", "file")}, keep_pairs={("r2", "face")}),
-        ),
-        (
-            ("r2: {cameras: [face], labels: [face]}", "r3: {cameras: [face], labels: [face]}"),
-            dict(
-                gone_pairs={("r2", "face")},
-                new_pairs={("r3", "face")},
-                keep_pairs={("r1", "live"), ("r1", "file")},
-            ),
-        ),
+        ("", dict(cameras_start=set(), keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")}, workers_stop=set(), actions_changed=False, gone_pairs=set())),
+        (("live: {source", "live: {fps: 2, source"),
+         dict(cameras_start={"live"}, workers_stop=set(), keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")})),
+        (("file: {source", "file: {fps: 2, source"),  # a file restarts at t=0: its state is reset
+         dict(cameras_start={"file"}, keep_pairs={("r1", "live"), ("r2", "face")})),
+        (("q: {path: blazeface}", "q: {path: blazeface, threads: 1}"),
+         dict(cameras_start={"face"}, workers_stop={"q"}, models_load={"q"}, keep_pairs={("r1", "live"), ("r1", "file")})),
+        (("r1: {cameras: [live, file], labels: [person]}", "r1: {cameras: [live], labels: [person]}"),
+         dict(gone_pairs={("r1", "file")}, keep_pairs={("r2", "face")})),
+        (("r2: {cameras: [face], labels: [face]}", "r3: {cameras: [face], labels: [face]}"),
+         dict(gone_pairs={("r2", "face")}, new_pairs={("r3", "face")}, keep_pairs={("r1", "live"), ("r1", "file")})),
         (("rules:", "mqtt: {port: 1884}\nrules:"), dict(mqtt_changed=True, actions_changed=True)),
         # What a rule does with its events is not its state: episodes and line counters stay.
-        (
-            (
-                "r1: {cameras: [live, file], labels: [person]}",
-                "r1: {cameras: [live, file], labels: [person], command: {argv: [x]}}",
-            ),
-            dict(actions_changed=True, keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")}),
-        ),
-        (
-            (
-                "r1: {cameras: [live, file], labels: [person]}",
-                "r1: {cameras: [live, file], labels: [person], armed: false, actions: [mqtt]}",
-            ),
-            dict(actions_changed=True, keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")}),
-        ),
-        (
-            (
-                "r1: {cameras: [live, file], labels: [person]}",
-                "r1: {cameras: [live, file], labels: [person], schedule: {windows: [{from: '08:00', to: '18:00'}]}}",
-            ),
-            dict(actions_changed=False, keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")}),
-        ),
+        (("r1: {cameras: [live, file], labels: [person]}", "r1: {cameras: [live, file], labels: [person], command: {argv: [x]}}"),
+         dict(actions_changed=True, keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")})),
+        (("r1: {cameras: [live, file], labels: [person]}", "r1: {cameras: [live, file], labels: [person], armed: false, actions: [mqtt]}"),
+         dict(actions_changed=True, keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")})),
+        (("r1: {cameras: [live, file], labels: [person]}", "r1: {cameras: [live, file], labels: [person], schedule: {windows: [{from: '08:00', to: '18:00'}]}}"),
+         dict(actions_changed=False, keep_pairs={("r1", "live"), ("r1", "file"), ("r2", "face")})),
         # ... but what decides matches and timing is: that rule starts afresh.
-        (
-            (
-                "r1: {cameras: [live, file], labels: [person]}",
-                "r1: {cameras: [live, file], labels: [person], clear_after: 5s}",
-            ),
-            dict(actions_changed=False, keep_pairs={("r2", "face")}),
-        ),
+        (("r1: {cameras: [live, file], labels: [person]}", "r1: {cameras: [live, file], labels: [person], clear_after: 5s}"),
+         dict(actions_changed=False, keep_pairs={("r2", "face")})),
     ],
 )
 def test_plan_reload(change: object, expect: dict[str, object]) -> None:
@@ -286,28 +214,13 @@ def test_reload_with_a_model_that_fails_to_load_keeps_the_old_config(
     wait_until(lambda: r.app.frames_processed() > 10, 60, "frames")
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)  # the right magic, nothing inside
-    text = (
-        config(tmp_path, demo_clip, None)
-        .replace(
-            "models: {p: {path: blazepose, runner: litert}}",
-            f'models: {{p: {{path: blazepose, runner: litert}}, b: {{path: "{bad}", runner: litert}}}}',
-        )
-        .replace(
-            "cameras:\n",
-            f'cameras:\n  d: {{source: {{type: file, path: "{demo_clip}", loop: true}}, model: b}}\n',
-        )
-    )
+    text = config(tmp_path, demo_clip, None).replace(
+        "models: {p: {path: blazepose, runner: litert}}",
+        f'models: {{p: {{path: blazepose, runner: litert}}, b: {{path: "{bad}", runner: litert}}}}',
+    ).replace("cameras:\n", f'cameras:\n  d: {{source: {{type: file, path: "{demo_clip}", loop: true}}, model: b}}\n')
     r.reload(text)
-    wait_until(
-        lambda: (
-            r.app.notifier is not None
-            and r.thread.is_alive()
-            and "b" not in r.app.models
-            and r.app._signals.empty()
-        ),
-        30,
-        "the reload to be handled",
-    )
+    wait_until(lambda: r.app.notifier is not None and r.thread.is_alive() and "b" not in r.app.models
+               and r.app._signals.empty(), 30, "the reload to be handled")
     done = r.app.frames_processed()
     wait_until(lambda: r.app.frames_processed() > done + 10, 60, "frames after the failed reload")
     assert set(r.app.loaded.config.models) == {"p"} and r.thread.is_alive()
@@ -325,9 +238,7 @@ def test_reload_of_a_restarted_camera_does_not_mute_its_rule(
     r.reload(config(tmp_path, demo_clip, None, camera_extra=", fps: 20"))
     wait_until(lambda: getattr(r.app.captures.get("c"), "fps_cap", None) == 20, 30, "the camera restarted")
     before = len(r.events())
-    wait_until(
-        lambda: any(e["type"] == "new" for e in r.events()[before:]), 240, "a new event after the reload"
-    )
+    wait_until(lambda: any(e["type"] == "new" for e in r.events()[before:]), 240, "a new event after the reload")
     types = [e["type"] for e in r.events()]
     assert all(a != b for a, b in itertools.pairwise(types)), types  # new/end alternate: nothing dangles
 
@@ -344,21 +255,14 @@ def test_reload_keeps_active_rules_on_and_ends_removed_ones(
         running.append(r)
         state = "edge/sup/c/zone/state"
         wait_until(lambda: any(json.loads(p)["state"] == "on" for p in sub.on(state) if p), 120, "zone on")
-        wait_until(
-            lambda: any(json.loads(p)["state"] == "on" for p in sub.on("edge/sup/c/other/state") if p),
-            60,
-            "other on",
-        )
+        wait_until(lambda: any(json.loads(p)["state"] == "on" for p in sub.on("edge/sup/c/other/state") if p),
+                   60, "other on")
         seen = len(sub.on(state))
         # Remove `other` (active: clear_after 30 s) and change mqtt (a new client).
         r.reload(config(tmp_path, demo_clip, broker.port, mqtt_extra=", stats_interval: 7s"))
         wait_until(lambda: "other" not in r.app.loaded.config.rules, 30, "the reload")
-        wait_until(
-            lambda: any(e["rule"] == "other" and e["type"] == "end" for e in r.events()), 30, "end of other"
-        )
-        wait_until(
-            lambda: sub.on("edge/sup/c/other/state")[-1:] == [b""], 30, "other's retained state deleted"
-        )
+        wait_until(lambda: any(e["rule"] == "other" and e["type"] == "end" for e in r.events()), 30, "end of other")
+        wait_until(lambda: sub.on("edge/sup/c/other/state")[-1:] == [b""], 30, "other's retained state deleted")
         after = [json.loads(p) for p in sub.on(state)[seen:] if p]
         # The zone rule's state changes only with the scene: an `off` here must follow an end event.
         offs = [p for p in after if p["state"] == "off"]
@@ -373,9 +277,8 @@ def test_reload_keeps_active_rules_on_and_ends_removed_ones(
 # -- state that lies --------------------------------------------------------------------------
 
 
-def test_camera_going_offline_ends_its_rules(
-    models_dir: Path, demo_clip: Path, tmp_path: Path, running: list[Running]
-) -> None:
+def test_camera_going_offline_ends_its_rules(models_dir: Path, demo_clip: Path, tmp_path: Path,
+                                             running: list[Running]) -> None:
     """Item 10: the video disappears while a person is in the zone; before, the rule stayed
     active (and Home Assistant's sensor `on`) forever, as no frame came to end it."""
     clip = tmp_path / "clip.mp4"
@@ -392,9 +295,8 @@ def test_camera_going_offline_ends_its_rules(
     assert r.app.captures["c"].state.value in ("reconnecting", "connecting", "stopped")
 
 
-def test_restart_after_kill_resets_state_before_online(
-    models_dir: Path, demo_clip: Path, tmp_path: Path, broker: Broker
-) -> None:
+def test_restart_after_kill_resets_state_before_online(models_dir: Path, demo_clip: Path, tmp_path: Path,
+                                                       broker: Broker) -> None:
     """Item 11: a retained `on` left by a crash must read `off` before subscribers see `online`;
     retained topics of a removed rule are deleted."""
     import paho.mqtt.client as mqtt
@@ -404,18 +306,13 @@ def test_restart_after_kill_resets_state_before_online(
     pub.connect("127.0.0.1", broker.port)
     pub.loop_start()
     on = json.dumps({"schema": 1, "state": "on", "count": 1, "since": "2026-01-01T00:00:00Z", "event": "x"})
-    for topic, payload in (
-        ("edge/sup/c/zone/state", on),
-        ("edge/sup/c/gone/state", on),
-        ("edge/sup/available", "offline"),
-    ):
+    for topic, payload in (("edge/sup/c/zone/state", on), ("edge/sup/c/gone/state", on),
+                           ("edge/sup/available", "offline")):
         pub.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     # What an earlier run (with a rule `gone`) had published.
-    (state_dir / "retained_topics.json").write_text(
-        json.dumps(["edge/sup/c/gone/state", "edge/sup/c/zone/state"])
-    )
+    (state_dir / "retained_topics.json").write_text(json.dumps(["edge/sup/c/gone/state", "edge/sup/c/zone/state"]))
     pub.loop_stop()
     pub.disconnect()
     sub = Subscriber(broker.port, "edge/sup/#")
@@ -455,21 +352,13 @@ def test_rings_have_room_for_the_frames_in_flight(models_dir: Path, demo_clip: P
 @pytest.mark.parametrize(
     ("change", "what"),
     [
-        (
-            ("runner: openvino, async_jobs: 2}", "runner: openvino, async_jobs: 2, threads: 1}"),
-            "model changed",
-        ),
+        (("runner: openvino, async_jobs: 2}", "runner: openvino, async_jobs: 2, threads: 1}"), "model changed"),
         (("min_score: 0.6,", "min_score: 0.61,"), "rule changed"),
     ],
 )
 def test_reload_on_the_async_path_ends_active_rules(
-    models_dir: Path,
-    demo_clip: Path,
-    tmp_path: Path,
-    running: list[Running],
-    caplog: pytest.LogCaptureFixture,
-    change: tuple[str, str],
-    what: str,
+    models_dir: Path, demo_clip: Path, tmp_path: Path, running: list[Running], caplog: pytest.LogCaptureFixture,
+    change: tuple[str, str], what: str,
 ) -> None:
     """OpenVINO async keeps frames in flight all the time: a reload's engine swap must still
     run between results, and a rule that is `on` when its model or its config changes ends."""
@@ -483,7 +372,5 @@ def test_reload_on_the_async_path_ends_active_rules(
     wait_until(r.app._signals.empty, 30, "the reload")
     wait_until(lambda: r.events()[-1]["type"] == "end", 60, f"the rule ended ({what})")
     before = len(r.events())
-    wait_until(
-        lambda: any(e["type"] == "new" for e in r.events()[before:]), 180, "a new event after the reload"
-    )
+    wait_until(lambda: any(e["type"] == "new" for e in r.events()[before:]), 180, "a new event after the reload")
     assert "did not take the new rules" not in caplog.text

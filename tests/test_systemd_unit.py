@@ -24,9 +24,7 @@ def analyze() -> str:
     return binary
 
 
-@pytest.mark.parametrize(
-    ("unit", "name"), [("edge.service", "edge.service"), ("edge@.service", "edge@gate.service")]
-)
+@pytest.mark.parametrize(("unit", "name"), [("edge.service", "edge.service"), ("edge@.service", "edge@gate.service")])
 def test_unit_verifies_and_is_hardened(unit: str, name: str, analyze: str, tmp_path: Path) -> None:
     edge = shutil.which("edge")
     assert edge is not None
@@ -35,9 +33,7 @@ def test_unit_verifies_and_is_hardened(unit: str, name: str, analyze: str, tmp_p
     (tmp_path / name).write_text(text)
     verify = subprocess.run([analyze, "verify", str(tmp_path / name)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
-    security = subprocess.run(
-        [analyze, "security", "--offline=true", str(tmp_path / name)], capture_output=True, text=True
-    )
+    security = subprocess.run([analyze, "security", "--offline=true", str(tmp_path / name)], capture_output=True, text=True)
     match = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", security.stdout)
     assert match, security.stdout[-500:]
     score, verdict = float(match.group(1)), match.group(2)
@@ -47,25 +43,9 @@ def test_unit_verifies_and_is_hardened(unit: str, name: str, analyze: str, tmp_p
 
 def test_unit_has_the_promised_settings() -> None:
     text = (UNITS / "edge.service").read_text()
-    for line in (
-        "Type=notify",
-        "WatchdogSec=",
-        "Restart=on-failure",
-        "StartLimitBurst=",
-        "ExecStartPre=/opt/edge/venv/bin/edge check-config",
-        "User=edge",
-        "StateDirectory=edge",
-        "ConfigurationDirectory=edge",
-        "SupplementaryGroups=video",
-        "NoNewPrivileges=yes",
-        "ProtectSystem=strict",
-        "ProtectHome=yes",
-        "PrivateTmp=yes",
-        "ProtectKernelTunables=yes",
-        "RestrictAddressFamilies=",
-        "SystemCallFilter=@system-service",
-        "DevicePolicy=closed",
-        "DeviceAllow=char-video4linux rw",
-        "ExecReload=/bin/kill -HUP $MAINPID",
-    ):
+    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StartLimitBurst=", "ExecStartPre=/opt/edge/venv/bin/edge check-config",
+                 "User=edge", "StateDirectory=edge", "ConfigurationDirectory=edge", "SupplementaryGroups=video",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "ProtectKernelTunables=yes",
+                 "RestrictAddressFamilies=", "SystemCallFilter=@system-service", "DevicePolicy=closed",
+                 "DeviceAllow=char-video4linux rw", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert line in text, line

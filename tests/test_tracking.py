@@ -453,11 +453,7 @@ def test_trackers_that_share_an_id_counter_never_reuse_an_id() -> None:
 
 @pytest.mark.parametrize(
     ("seed", "rows", "cols", "density"),
-    [
-        (seed, r, c, d)
-        for seed in range(40)
-        for r, c, d in ((1, 1, 1.0), (3, 4, 0.3), (6, 5, 0.15), (8, 8, 0.6))
-    ],
+    [(seed, r, c, d) for seed in range(40) for r, c, d in ((1, 1, 1.0), (3, 4, 0.3), (6, 5, 0.15), (8, 8, 0.6))],
 )
 def test_assignment_without_competition_is_scipys(seed: int, rows: int, cols: int, density: float) -> None:
     """The shortcut for matrices where no two tracks want one detection gives exactly the
@@ -496,7 +492,5 @@ def test_daemon_does_not_load_scipy_optimize_until_tracks_compete() -> None:
         "    t.update(Detections(boxes, np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64)), i / 10)\n"
         "print('scipy.optimize' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "False"
