@@ -1,12 +1,11 @@
 """Does ``input_size`` change what a YOLO export sees? Square graph against resized graph.
 
 For each export: OpenVINO runs it as exported (square) and rewritten to ``--size`` (see
-``edge.runners.openvino_resize``) on one frame of the clip, letterboxed both ways: scaled to
-the input's width and centred vertically, as edge letterboxes a landscape frame (the clip must be
-landscape). The outputs of the stride-8 anchors that lie
-at least 4 cells (32 px) inside the picture are compared, with the vertical shift between the
-two letterboxes taken out of the y coordinates (box centre and keypoints). Prints the largest
-difference per export, or why the export was refused::
+``edge.runners.openvino_resize``) on one frame of the clip, letterboxed both ways by edge's own
+letterbox (the clip must be landscape: the picture then fills the input's width). The outputs of
+the stride-8 anchors that lie at least 4 cells (32 px) inside the picture are compared, with
+the vertical shift between the two letterboxes taken out of the y coordinates (box centre and
+keypoints). Prints the largest difference per export, or why the export was refused::
 
     python tools/input_size_check.py --clip clip720.mp4 yolov8n.onnx yolo11n.onnx yolov8n-pose.onnx
 """
@@ -23,21 +22,23 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edge.buffer.preprocess import InputFormat, LetterboxPreprocessor  # noqa: E402
 from edge.errors import ModelError  # noqa: E402
 from edge.runners.openvino_resize import image_size, resize_graph  # noqa: E402
+from edge.types import TensorSpec  # noqa: E402
 
 STRIDE = 8
 MARGIN = 4  # cells kept away from the picture's edge
 
 
 def letterbox(frame: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int]:
-    """The NCHW RGB float input and the picture's top row in it."""
-    r = min(height / frame.shape[0], width / frame.shape[1])
-    nh, nw = round(frame.shape[0] * r), round(frame.shape[1] * r)
-    canvas = np.full((height, width, 3), 114, np.uint8)
-    top = (height - nh) // 2
-    canvas[top : top + nh, :nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    return canvas[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0, top
+    """The input tensor edge's letterbox makes of ``frame`` (YOLO's format: RGB, /255, NCHW),
+    and the picture's top row in it."""
+    spec = TensorSpec("images", (1, 3, height, width), np.dtype(np.float32), "NCHW")
+    pre = LetterboxPreprocessor(InputFormat(width, height), spec)
+    tensor = pre.new_tensor()
+    box = pre(frame, tensor)
+    return tensor, round(box.pad_y)
 
 
 def y_channels(channels: int, num_classes: int) -> list[int]:
