@@ -392,7 +392,7 @@ class CaptureThread(threading.Thread):
             if slot is None:
                 break
             self._held = slot
-            cpu_read = time.thread_time()
+            cpu_read = time.thread_time() if 0 < index < DECODE_SAMPLE else 0.0
             frame, error = self._read(slot, self._skipper(index, fps, next_due if interval else None))
             wall = self._wall_clock()
             if 0 < index < DECODE_SAMPLE:

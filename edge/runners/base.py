@@ -227,12 +227,17 @@ def _check_graph_size(runner: ModelRunner, hw: tuple[int, int], backend: str) ->
     honour it: closed, and a ``ModelError`` that says which runner can."""
     sizes = {size for spec in runner.inputs if (size := spec.image_hw()) is not None}
     if sizes and sizes != {hw}:
-        (h, w), path = sizes.pop(), runner.path
         runner.close()
-        raise ModelError(
-            f"{path}: its input is fixed at {w}x{h}; {backend} cannot run it at input_size "
-            f"{hw[1]}x{hw[0]} (runner: openvino can, for YOLO detectors)"
-        )
+        raise fixed_size_error(runner.path, backend, sizes.pop(), hw)
+
+
+def fixed_size_error(path: Path, backend: str, fixed_hw: tuple[int, int], hw: tuple[int, int]) -> ModelError:
+    """A model whose image input is fixed at ``fixed_hw``, asked to run at input_size ``hw``
+    (both height, width) on a backend that cannot resize it."""
+    return ModelError(
+        f"{path}: its input is fixed at {fixed_hw[1]}x{fixed_hw[0]}; {backend} cannot run it at "
+        f"input_size {hw[1]}x{hw[0]} (runner: openvino can, for YOLO detectors)"
+    )
 
 
 def warm_up(

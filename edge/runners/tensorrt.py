@@ -42,6 +42,7 @@ from edge.errors import BackendUnavailable, EdgeError, ModelError
 from edge.runners.base import (
     RunnerOptions,
     file_sha256,
+    fixed_size_error,
     missing_backend,
     one_line,
     prepare_feed,
@@ -197,10 +198,7 @@ def refuse_static_size(network: Any, hw: tuple[int, int], path: Path) -> None:
         if axes is None or any(shape[a] < 0 for a in axes):
             continue
         if (shape[axes[0]], shape[axes[1]]) != hw:
-            raise ModelError(
-                f"{path}: its input is fixed at {shape[axes[1]]}x{shape[axes[0]]}; tensorrt cannot run "
-                f"it at input_size {hw[1]}x{hw[0]} (runner: openvino can, for YOLO detectors)"
-            )
+            raise fixed_size_error(path, "tensorrt", (shape[axes[0]], shape[axes[1]]), hw)
 
 
 def profile_shapes(
