@@ -294,7 +294,10 @@ class ModelConfig(Strict):
         description="OpenVINO; unset: throughput under `edge run` (frames in flight), latency otherwise.",
     )
     async_jobs: int | None = Field(
-        None, ge=1, le=16, description="OpenVINO requests in flight; unset: OpenVINO's advice, 2 to 4."
+        None,
+        ge=1,
+        le=16,
+        description="OpenVINO requests in flight; unset: one more than OpenVINO's advice, 2 to 5.",
     )
     graph_preprocess: bool = Field(
         True,

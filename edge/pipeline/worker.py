@@ -369,40 +369,49 @@ class InferenceWorker(threading.Thread):
 
     def _loop_async(self) -> None:
         """Keep up to ``jobs`` slots in flight; finish them in submission order, so each
-        camera's frames reach the rules in sequence."""
+        camera's frames reach the rules in sequence. A request that returns is given the
+        next frame before its own frame is decoded, tracked and ruled on, so the runner does
+        not wait for that Python work."""
         assert self._async is not None
+        infer = self._async
         in_flight: deque[tuple[int, CameraChannel, Slot, float]] = deque()
         name = self.model.input_spec.name
         job = 0
+
+        def fill() -> None:
+            nonlocal job
+            while len(in_flight) < infer.jobs and (got := self._next_ready()) is not None:
+                ch, slot = got
+                self._idle = False
+                if slot.gated:  # in line behind the camera's frames in flight
+                    in_flight.append((GATED, ch, slot, time.perf_counter()))
+                    continue
+                infer.submit({name: slot.tensor}, job)
+                in_flight.append((job, ch, slot, time.perf_counter()))
+                job += 1
+
         try:
             while True:
-                while len(in_flight) < self._async.jobs and (got := self._next_ready()) is not None:
-                    ch, slot = got
-                    self._idle = False
-                    if slot.gated:  # in line behind the camera's frames in flight
-                        in_flight.append((GATED, ch, slot, time.perf_counter()))
-                        continue
-                    self._async.submit({name: slot.tensor}, job)
-                    in_flight.append((job, ch, slot, time.perf_counter()))
-                    job += 1
-                    self._idle = False
+                fill()
                 if not in_flight:
                     if self._should_exit_when_idle():
                         return
                     continue
                 head, ch, slot, t0 = in_flight[0]
-                outputs = None if head == GATED else self._async.wait(head, timeout=0.02)
+                outputs = None if head == GATED else infer.wait(head, timeout=0.02)
                 if outputs is None and head != GATED:
                     continue  # not done yet: meanwhile fill free requests with new frames
                 in_flight.popleft()
+                seconds = time.perf_counter() - t0
                 try:
-                    self._finish(ch, slot, outputs, time.perf_counter() - t0)
+                    fill()  # the request just freed runs while this frame is finished
+                    self._finish(ch, slot, outputs, seconds)
                 finally:
                     self._done(ch, slot)
                 self._service()  # between two results; frames still in flight are finished later
         finally:
             if in_flight:
-                self._async.wait_all()
+                infer.wait_all()
                 for _job, ch, slot, _t0 in in_flight:
                     self._done(ch, slot)
 
