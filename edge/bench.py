@@ -4,6 +4,8 @@
 (b) a naive single-thread loop: read -> preprocess -> infer -> decode;
 (c) the full ``edge run`` pipeline in lossless mode (capture thread, ring, worker, rules).
 
+(b) and (c) read ``frames`` frames, from the clip's start again when it is shorter.
+
 Prints FPS, per-stage ms, CPU % and peak RSS, and the ratios (c)/(a) and (c)/(b). Writes
 nothing but into a temporary folder (the pipeline's state_dir), removed afterwards; progress
 bars go to stderr only when asked (the CLI asks when stderr is a terminal).
@@ -150,6 +152,10 @@ def naive_loop(model: LoadedModel, video: Path, limit: int, progress: bool) -> M
     while n < limit:
         t = time.perf_counter()
         ok, frame = cap.read()
+        if not ok and n > 0:  # the clip ended: from its start again, as the pipeline loops it
+            cap.release()
+            cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+            ok, frame = cap.read()
         t1 = time.perf_counter()
         if not ok:
             break
@@ -193,7 +199,8 @@ status_interval: 1h
 models: {{m: {{path: "{model_ref}", runner: {runner}{f", precision: {precision}" if precision else ""},
             async_jobs: {jobs}{size}}}}}
 cameras:
-  bench: {{source: {{type: file, path: "{video}"}}, model: m, buffer: lossless, buffer_slots: {jobs + 2}}}
+  bench: {{source: {{type: file, path: "{video}", loop: true}}, model: m, buffer: lossless,
+          buffer_slots: {jobs + 2}}}
 mqtt: {{enabled: false}}
 actions: {{event_log: false}}
 """

@@ -301,7 +301,7 @@ def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         "--frames",
         type=positive_int,
         default=300,
-        help="frames for the naive loop and the pipeline (default: 300)",
+        help="frames for the naive loop and the pipeline, the clip looped when shorter (default: 300)",
     )
     p.add_argument(
         "--bare-runs", type=positive_int, default=200, help="inferences on one ready tensor (default: 200)"

@@ -19,9 +19,11 @@ gating off and on (``tools/motion_cost.py``).
 
 ``pipeline``: P1 of issue 12, the pipeline against the best bare runner: ``edge bench``'s bare,
 naive and pipeline measures for every runner that reads the model, then the best pipeline over
-the runners divided by the best bare figure over the runners (``tools/pipeline_cost.py``).
+the runners divided by the best bare figure over the runners (``tools/pipeline_cost.py``);
+``--repeat N`` runs it all N times per runner and reports medians (this machine's speed drifts).
 
-    python tools/bench.py pipeline --model blazepose --model yolov8n.onnx --video demo/demo.mp4
+    python tools/bench.py pipeline --model blazepose --model yolov8n.onnx --video demo/demo.mp4 \
+        --frames 900 --repeat 3
 
 ``alerts``: alerts per second to a local broker, with and without the outbox. Nothing is
 written into the working folder (the outbox databases go to a temporary folder by default).
@@ -289,6 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--video", type=Path, default=Path("demo/demo.mp4"), help="clip (default: the demo)")
     p.add_argument("--frames", type=positive_int, default=300, help="frames for naive and pipeline (300)")
     p.add_argument("--bare-runs", type=positive_int, default=200, help="bare inferences (default: 200)")
+    p.add_argument("--repeat", type=positive_int, default=1, help="runs per runner, medians reported (1)")
     p = sub.add_parser("tracker", help="cost of the tracker and the rules per frame at 1, 10 and 50 objects")
     p.add_argument(
         "--objects",
@@ -327,7 +330,7 @@ def main() -> int:
     if args.command == "pipeline":
         from pipeline_cost import bench_pipeline, format_pipeline
 
-        costs = bench_pipeline(args.model, args.video.resolve(), args.frames, args.bare_runs)
+        costs = bench_pipeline(args.model, args.video.resolve(), args.frames, args.bare_runs, args.repeat)
         print(format_pipeline(costs))
         return 0
     if args.command == "motion":
