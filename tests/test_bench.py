@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from conftest import require_backend
 
@@ -46,6 +48,24 @@ def test_bench_json_has_every_measurement(models_dir: Path, demo_clip: Path, tmp
     assert {"read", "preprocess", "infer", "decode"} == set(report["naive"]["stage_ms"])
     assert report["peak_rss_mb"] > 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_frames_beyond_the_clip_loop_it(models_dir: Path, astronaut: np.ndarray, tmp_path: Path) -> None:
+    """A 10-frame clip and --frames 25: the naive loop and the pipeline both read 25 frames,
+    from the clip's start again each time it ends (real video written by OpenCV)."""
+    clip = tmp_path / "short.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 10, (320, 240))
+    for i in range(10):
+        writer.write(np.roll(cv2.resize(astronaut, (320, 240)), 8 * i, axis=1))
+    writer.release()
+    work = tmp_path / "work"
+    work.mkdir()
+    out = bench(work, "--model", "blazeface", "--video", str(clip), "--runner", "litert",
+                "--frames", "25", "--bare-runs", "3", "--json", "--log-level", "warning")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["naive"]["frames"] == 25
+    assert report["pipeline"]["frames"] >= 25
 
 
 def test_bench_writes_nothing_in_the_working_folder_and_no_bar_off_a_terminal(
