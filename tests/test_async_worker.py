@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import require_backend
 
@@ -116,3 +117,30 @@ actions: {{event_log: false}}
     # request is busy while the worker finishes a frame at least once; before this change one
     # request always stood idle then (at most jobs - 1 busy).
     assert busy_while_finishing.count(jobs) >= 1, busy_while_finishing
+
+
+def test_a_submitted_array_is_read_in_place_and_kept_alive_until_done(
+    models_dir: Path, astronaut: Any
+) -> None:
+    """The request reads the caller's array without a copy; a temporary array handed to it
+    stays alive until the request is done, so memory freed and written over meanwhile cannot
+    change the result."""
+    require_backend("openvino")
+    model = load_model("blazepose", "openvino", options=RunnerOptions(performance_hint="throughput"))
+    try:
+        pre = model.preprocessor()
+        reference = pre.new_tensor()
+        pre(astronaut, reference)
+        expected = model.run_tensor(reference)
+        infer = model.runner.async_infer(2)  # type: ignore[attr-defined]
+        name = model.input_spec.name
+        for job in range(6):
+            infer.submit({name: reference.copy()}, job)  # the only reference goes with the call
+            junk = [np.full_like(reference, 255 - 40 * i) for i in range(4)]  # reuses freed memory
+            got = infer.wait(job, timeout=30)
+            assert got is not None and len(junk) == 4
+            for a, b in zip(got, expected, strict=True):
+                np.testing.assert_allclose(a, b, atol=1e-4)
+        infer.close()
+    finally:
+        model.close()

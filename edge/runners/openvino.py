@@ -147,6 +147,7 @@ class AsyncInfer:
         self._queue.set_callback(self._done)
         self._cond = threading.Condition()
         self._results: dict[int, list[np.ndarray] | BaseException] = {}
+        self._held: dict[int, list[np.ndarray]] = {}  # each running job's inputs, kept alive
 
     def _done(self, request: Any, job: int) -> None:
         try:
@@ -157,12 +158,21 @@ class AsyncInfer:
         except BaseException as exc:  # surfaced to the caller of wait()
             result = exc
         with self._cond:
+            self._held.pop(job, None)
             self._results[job] = result
             self._cond.notify_all()
 
     def submit(self, feeds: Mapping[str, np.ndarray], job: int) -> None:
-        """Start a job; ``feeds`` are keyed by the input specs' names and passed by index."""
-        self._queue.start_async({i: feeds[s.name] for i, s in enumerate(self._inputs)}, job)
+        """Start a job; ``feeds`` are keyed by the input specs' names and passed by index.
+
+        The request reads the arrays in place (no copy; they are kept alive until it is done),
+        so the caller must not write them until ``wait(job)`` has returned: the worker holds a
+        frame's ring slot until then.
+        """
+        arrays = [feeds[s.name] for s in self._inputs]
+        with self._cond:
+            self._held[job] = arrays
+        self._queue.start_async(dict(enumerate(arrays)), job, share_inputs=True)
 
     def done(self, job: int) -> bool:
         with self._cond:
@@ -187,6 +197,7 @@ class AsyncInfer:
         self.wait_all()
         with self._cond:
             self._results.clear()
+            self._held.clear()
 
     def close(self) -> None:
         """Wait for every request. The queue itself is not dropped here: destroying an
