@@ -52,6 +52,7 @@ from edge.rules.arming import FILENAME as ARMING_FILE
 from edge.rules.arming import ArmingStore, arming_defaults
 from edge.rules.engine import RuleEngine, always_armed, initial_status
 from edge.rules.schedule import Schedule
+from edge.runners.base import default_jobs
 from edge.runners.openvino import AsyncInfer
 from edge.runners.select import HardwareInfo, probe_hardware, usable_cores
 from edge.telemetry.figures import Figures
@@ -86,14 +87,8 @@ def new_tracker(cfg: TrackingConfig, ids: Iterator[int] | None = None) -> ByteTr
 
 
 def async_jobs(model: LoadedModel, configured: int | None) -> int:
-    """Requests in flight: configured, else one more than OpenVINO's advice (its streams), within
-    2..5; 1 (sync) elsewhere. The extra request keeps every stream fed while the worker decodes,
-    tracks and rules on a finished frame in Python: BlazePose's pipeline ran 68 -> 76 FPS with
-    3 requests instead of 2 on a 2-core machine (README: Performance), for a few MB of buffers."""
-    if configured is not None:
-        return configured
-    optimal = getattr(model.runner, "optimal_jobs", None)
-    return min(max(int(optimal()) + 1, 2), 5) if optimal is not None else 1
+    """Requests in flight: configured, else the runner's default (``base.default_jobs``)."""
+    return configured if configured is not None else default_jobs(model.runner)
 
 
 @dataclass

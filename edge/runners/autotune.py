@@ -50,7 +50,7 @@ import numpy as np
 from edge import __version__
 from edge.buffer.preprocess import LetterboxPreprocessor
 from edge.models import ModelPackage
-from edge.runners.base import RunnerOptions, file_sha256, one_line
+from edge.runners.base import RunnerOptions, default_jobs, file_sha256, one_line
 from edge.runners.select import NATIVE, Candidate, HardwareInfo, Selection, candidates, usable, usable_cores
 from edge.statefiles import keep_as_evidence, write_atomic
 
@@ -225,13 +225,13 @@ def _frame_times(
     budget: Budget,
 ) -> list[float]:
     """Seconds per frame of preprocessing + inference, the way the worker runs the candidate:
-    a runner with requests in flight (OpenVINO) keeps ``optimal_jobs`` of them busy, and each
+    a runner with requests in flight (OpenVINO) keeps ``default_jobs`` of them busy, and each
     frame counts the wall time over the frames; the others run one frame at a time. The
     preprocessing counts because what a runner folds into its graph (OpenVINO) costs the
     capture thread nothing."""
     runner: Any = getattr(trial, "runner", None)
     make = getattr(runner, "async_infer", None)
-    jobs = int(runner.optimal_jobs()) if make is not None and hasattr(runner, "optimal_jobs") else 1
+    jobs = default_jobs(runner)
     times: list[float] = []
     begun = clock()
     if make is None or jobs < 2:
