@@ -185,8 +185,8 @@ def pipeline(
     input_size: tuple[int, int] | None = None,
     state_dir: Path | None = None,
 ) -> Measure:
-    """``edge run``'s pipeline on ``limit`` frames of ``video``, in ``state_dir`` (None: a
-    temporary one)."""
+    """``edge run``'s pipeline on ``limit`` frames of ``video`` (looped when shorter), in
+    ``state_dir`` (None: a temporary one)."""
     if state_dir is None:
         with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
             return pipeline(

@@ -15,19 +15,28 @@ import numpy as np
 import pytest
 from conftest import require_backend
 
+from edge.buffer.ring import SlotState
 from edge.config import parse_config
 from edge.config.schema import CameraConfig, EdgeConfig
 from edge.daemon.app import Application, async_jobs
 from edge.inference import load_model
 from edge.pipeline.worker import InferenceWorker
-from edge.runners.base import RunnerOptions
+from edge.runners.base import RunnerOptions, jobs_for
 from edge.runners.openvino import AsyncInfer
+
+
+@pytest.mark.parametrize(
+    ("optimal", "jobs"),
+    [(0, 2), (1, 2), (2, 3), (3, 4), (4, 5), (8, 5)],
+)
+def test_requests_in_flight_are_one_more_than_the_advice_within_2_to_5(optimal: int, jobs: int) -> None:
+    assert jobs_for(optimal) == jobs
 
 
 @pytest.mark.parametrize(
     ("runner", "configured", "expected"),
     [
-        ("openvino", None, "advice + 1"),
+        ("openvino", None, "advice"),
         ("openvino", 1, 1),
         ("openvino", 7, 7),
         ("litert", None, 1),
@@ -40,17 +49,25 @@ def test_default_requests_in_flight(
     require_backend(runner)
     model = load_model("blazepose", runner, options=RunnerOptions(performance_hint="throughput"))
     try:
-        if expected == "advice + 1":
-            expected = min(max(model.runner.optimal_jobs() + 1, 2), 5)  # type: ignore[attr-defined]
+        if expected == "advice":
+            expected = jobs_for(model.runner.optimal_jobs())  # type: ignore[attr-defined]
         assert async_jobs(model, configured) == expected
     finally:
         model.close()
 
 
-class _Recording(Application):
-    """An Application whose workers note each submit and each finish, in order."""
+class _Instrumented(Application):
+    """An Application whose first worker notes, in ``events`` and in order, each result
+    collected (``wait`` returned outputs), each look for a ready frame (``_next_ready``) and
+    each frame finished; and, when ``fails`` names ``submit`` or ``_finish``, raises once on its
+    6th call (the supervisor then restarts the worker, which takes the requests over and runs
+    as it is)."""
 
-    events: list[tuple[str, int]]
+    def __init__(self, *args: Any, fails: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.events: list[tuple[str, int]] = []
+        self.fails = fails
+        self.calls = 0
 
     def _build_worker(
         self,
@@ -62,61 +79,89 @@ class _Recording(Application):
         worker = super()._build_worker(cfg, name, cameras, reuse_async)
         infer = worker.async_requests
         assert infer is not None
-        submit, finish = infer.submit, worker._finish
+        if reuse_async is not None:
+            return worker
+        wait, next_ready, finish, submit = infer.wait, worker._next_ready, worker._finish, infer.submit
         events = self.events
 
+        def fault(what: str) -> None:
+            if self.fails == what:
+                self.calls += 1
+                if self.calls == 6:
+                    raise RuntimeError(f"injected: {what} failed")
+
         def recorded_submit(feeds: Any, job: int) -> None:
-            events.append(("submit", job))
+            fault("submit")
             submit(feeds, job)
 
+        def recorded_wait(job: int, timeout: float | None = None) -> Any:
+            outputs = wait(job, timeout)
+            if outputs is not None:
+                events.append(("result", job))
+            return outputs
+
+        def recorded_next_ready() -> Any:
+            events.append(("look", 0))
+            return next_ready()
+
         def recorded_finish(ch: Any, slot: Any, outputs: Any, seconds: float) -> None:
-            events.append(("finish", slot.seq))
+            fault("_finish")
+            events.append(("finish" if outputs is not None else "finish gated", slot.seq))
             finish(ch, slot, outputs, seconds)
 
-        setattr(infer, "submit", recorded_submit)  # noqa: B010 (instance attributes, not the class)
-        setattr(worker, "_finish", recorded_finish)  # noqa: B010
+        for owner, attribute, fn in (
+            (infer, "submit", recorded_submit),
+            (infer, "wait", recorded_wait),
+            (worker, "_next_ready", recorded_next_ready),
+            (worker, "_finish", recorded_finish),
+        ):
+            setattr(owner, attribute, fn)  # instance attributes: the class is left alone
         return worker
 
 
-@pytest.mark.parametrize("jobs", [2, 3])
-def test_a_returned_request_runs_the_next_frame_while_its_frame_is_finished(
-    models_dir: Path, demo_clip: Path, tmp_path: Path, jobs: int
+@pytest.mark.parametrize(
+    ("case", "jobs", "motion"),
+    [
+        ("2 requests", 2, False),
+        ("3 requests", 3, False),
+        ("3 requests, motion gating: gated frames wait in line", 3, True),
+    ],
+)
+def test_a_returned_request_is_given_a_frame_before_its_frame_is_finished(
+    models_dir: Path, demo_clip: Path, tmp_path: Path, case: str, jobs: int, motion: bool
 ) -> None:
+    """After each result and before that frame is finished, the worker looks for the next
+    frame to give the freed request (the old loop finished first, then looked). Frames finish
+    in the order they came, and no ring slot is left held by the worker at the end."""
     require_backend("openvino")
-    frames = 40
+    frames = 60
+    gating = ", motion: {enabled: true}" if motion else ""
     text = f"""
 state_dir: "{tmp_path}"
 status_interval: 1h
 models: {{m: {{path: blazepose, runner: openvino, async_jobs: {jobs}}}}}
 cameras:
-  c: {{source: {{type: file, path: "{demo_clip}"}}, model: m, buffer: lossless, buffer_slots: 8}}
+  c: {{source: {{type: file, path: "{demo_clip}"}}, model: m, buffer: lossless, buffer_slots: 8{gating}}}
 mqtt: {{enabled: false}}
 actions: {{event_log: false}}
 """
-    app = _Recording(parse_config(text, "async.yaml"), max_frames=frames)
-    app.events = []
+    app = _Instrumented(parse_config(text, "async.yaml"), max_frames=frames)
     app.start()
     try:
         result = app.run()
     finally:
         app.stop()
-    assert result.frames == frames
-    submitted = finished = 0
-    busy_while_finishing = []  # requests running while the worker finishes one frame in Python
-    seqs = []
-    for kind, value in app.events:
-        if kind == "submit":
-            submitted += 1
-        else:
-            seqs.append(value)
-            finished += 1
-            busy_while_finishing.append(submitted - finished)
-    assert seqs == sorted(seqs) and len(seqs) == frames  # in the order the frames came
-    assert max(busy_while_finishing) <= jobs
-    # With frames waiting in the ring (8 slots, the capture thread is ahead of BlazePose), every
-    # request is busy while the worker finishes a frame at least once; before this change one
-    # request always stood idle then (at most jobs - 1 busy).
-    assert busy_while_finishing.count(jobs) >= 1, busy_while_finishing
+    assert result.frames == frames, case
+    events = app.events
+    finished = [seq for kind, seq in events if kind.startswith("finish")]
+    assert finished == sorted(finished) and len(finished) == frames, case
+    results = [i for i, (kind, _) in enumerate(events) if kind == "result"]
+    inferred = [i for i, (kind, _) in enumerate(events) if kind == "finish"]
+    assert len(results) == len(inferred) > 0, case  # results are finished in the order they came
+    for got, done in zip(results, inferred, strict=True):
+        assert ("look", 0) in events[got:done], f"{case}: frame finished before the next was looked for"
+    ring = app.channels["c"].ring
+    assert not [s for s in ring.slots if s.state is SlotState.READING], case
 
 
 def test_a_submitted_array_is_read_in_place_and_kept_alive_until_done(
@@ -144,3 +189,34 @@ def test_a_submitted_array_is_read_in_place_and_kept_alive_until_done(
         infer.close()
     finally:
         model.close()
+
+
+@pytest.mark.parametrize("fails", ["submit", "_finish"])
+def test_a_failure_on_the_async_path_loses_no_slot_and_no_budget(
+    models_dir: Path, demo_clip: Path, tmp_path: Path, fails: str
+) -> None:
+    """A request that cannot start, or a frame whose rules raise: the worker dies and is
+    restarted; the frame's ring slot goes back and its budget unit is settled, so the run
+    still ends at --max-frames, with no slot held and no input kept."""
+    require_backend("openvino")
+    frames = 40
+    text = f"""
+state_dir: "{tmp_path}"
+status_interval: 1h
+models: {{m: {{path: blazepose, runner: openvino, async_jobs: 2}}}}
+cameras:
+  c: {{source: {{type: file, path: "{demo_clip}"}}, model: m, buffer: lossless, buffer_slots: 6}}
+mqtt: {{enabled: false}}
+actions: {{event_log: false}}
+"""
+    app = _Instrumented(parse_config(text, "fail.yaml"), max_frames=frames, fails=fails)
+    app.start()
+    try:
+        result = app.run()
+    finally:
+        app.stop()
+    assert app.calls >= 6 and result.reason.startswith("max frames"), (fails, result)
+    assert app.budget is not None and app.budget.complete
+    assert not [s for s in app.channels["c"].ring.slots if s.state is SlotState.READING]
+    infer = app.workers["m"].async_requests
+    assert infer is not None and not infer._held

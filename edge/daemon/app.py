@@ -286,7 +286,8 @@ class Application:
         worker = self.workers[cam.model]
         pre = worker.model.preprocessor()
         policy = cam.buffer or ring_policy(cam.source)
-        # Frames in flight (OpenVINO async) hold slots: keep one to write and one ready besides.
+        # Frames in flight (OpenVINO async) hold slots: up to `jobs` running plus the one the
+        # worker is finishing; one more is left for the capture thread to write.
         slots = max(cam.buffer_slots, worker.jobs + 2)
         ring = FrameRing(slots, pre.new_tensor, policy, on_ready=worker.wake.set)
         capture = self._new_capture(cam_name, cam, ring)

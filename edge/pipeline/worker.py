@@ -386,7 +386,11 @@ class InferenceWorker(threading.Thread):
                 if slot.gated:  # in line behind the camera's frames in flight
                     in_flight.append((GATED, ch, slot, time.perf_counter()))
                     continue
-                infer.submit({name: slot.tensor}, job)
+                try:
+                    infer.submit({name: slot.tensor}, job)
+                except BaseException:
+                    self._done(ch, slot)  # never started: its slot goes back now
+                    raise
                 in_flight.append((job, ch, slot, time.perf_counter()))
                 job += 1
 
@@ -404,8 +408,10 @@ class InferenceWorker(threading.Thread):
                 in_flight.popleft()
                 seconds = time.perf_counter() - t0
                 try:
-                    fill()  # the request just freed runs while this frame is finished
-                    self._finish(ch, slot, outputs, seconds)
+                    try:
+                        fill()  # the request just freed runs while this frame is finished
+                    finally:
+                        self._finish(ch, slot, outputs, seconds)  # its inference succeeded
                 finally:
                     self._done(ch, slot)
                 self._service()  # between two results; frames still in flight are finished later

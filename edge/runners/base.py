@@ -240,16 +240,23 @@ def fixed_size_error(path: Path, backend: str, fixed_hw: tuple[int, int], hw: tu
     )
 
 
+def jobs_for(optimal: int) -> int:
+    """Requests in flight for a runner that advises ``optimal`` (OpenVINO: its streams): one
+    more, within 2..5. The extra request keeps every stream fed while the worker decodes, tracks
+    and rules on a finished frame in Python: BlazePose's pipeline ran 68 -> 76 FPS with 3
+    requests instead of 2 on a 2-core machine (README: Performance). It costs that request's
+    buffers, and each camera's ring then keeps at least ``jobs + 2`` frames (about 2.6 MiB
+    each at 720p)."""
+    return min(max(optimal + 1, 2), 5)
+
+
 def default_jobs(runner: object) -> int:
-    """Requests in flight a runner is run with when ``async_jobs`` is not set: one more than
-    its own advice (``optimal_jobs``: OpenVINO's streams), within 2..5; 1 (synchronous) for a
-    runner without requests. The extra request keeps every stream fed while the worker decodes,
-    tracks and rules on a finished frame in Python: BlazePose's pipeline ran 68 -> 76 FPS with
-    3 requests instead of 2 on a 2-core machine (README: Performance), for a few MB of buffers."""
+    """Requests in flight a runner is run with when ``async_jobs`` is not set: ``jobs_for`` its
+    ``optimal_jobs``; 1 (synchronous) for a runner without requests."""
     optimal = getattr(runner, "optimal_jobs", None)
     if optimal is None or getattr(runner, "async_infer", None) is None:
         return 1
-    return min(max(int(optimal()) + 1, 2), 5)
+    return jobs_for(int(optimal()))
 
 
 def warm_up(

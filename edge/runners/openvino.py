@@ -172,7 +172,12 @@ class AsyncInfer:
         arrays = [feeds[s.name] for s in self._inputs]
         with self._cond:
             self._held[job] = arrays
-        self._queue.start_async(dict(enumerate(arrays)), job, share_inputs=True)
+        try:
+            self._queue.start_async(dict(enumerate(arrays)), job, share_inputs=True)
+        except BaseException:
+            with self._cond:
+                self._held.pop(job, None)
+            raise
 
     def done(self, job: int) -> bool:
         with self._cond:
