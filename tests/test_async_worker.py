@@ -2,8 +2,12 @@
 returns is given the next frame before the worker decodes, tracks and rules on its frame, so
 the runner does not wait for that Python work. Frames still finish in the order they came.
 
-Real OpenVINO on BlazePose, real video (the demo clip). The worker's real ``submit`` and
-``_finish`` are wrapped to record their order; nothing is replaced.
+Also: a temporary input array is kept alive while its request reads it, and a failure in
+``submit`` or ``_finish`` loses no ring slot or ``--max-frames`` unit.
+
+Real OpenVINO on BlazePose, real video (the demo clip). The worker's real ``submit``, ``wait``,
+``_next_ready`` and ``_finish`` are wrapped to record their order (and, in the fault cases, to
+raise once); nothing is replaced.
 """
 
 from __future__ import annotations
