@@ -392,3 +392,56 @@ def test_ppocr_recogniser_declared_as_a_yolo_detector_is_refused_at_load(
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{rec}: output 0 "), msg
     assert "has shape (1, 40, 6625); the yolov8 decoder expects candidates of 4 box + 2 class scores" in msg
+
+
+def _reference_v8(rows: np.ndarray, nc: int, threshold: float) -> list[tuple[int, int, float]]:
+    """Candidate by candidate, in plain Python: (index, best class, its score) above the threshold."""
+    kept = []
+    for i, row in enumerate(rows.tolist()):
+        scores = row[4 : 4 + nc]
+        best = max(range(nc), key=lambda c: (scores[c], -c))  # first of equal scores
+        if scores[best] > threshold:
+            kept.append((i, best, scores[best]))
+    return kept
+
+
+def _v8_rows(seed: int, n: int, nc: int, kpts: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((n, 4 + nc + kpts), np.float32)
+    rows[:, :2] = rng.uniform(8, 56, (n, 2))
+    rows[:, 2:4] = rng.uniform(2, 8, (n, 2))  # small boxes far apart: NMS keeps most
+    rows[:, 4 : 4 + nc] = rng.choice(np.float32([0.0, 0.2, 0.25, 0.3, 0.6, 0.9]), (n, nc))
+    rows[:, 4 + nc :] = rng.uniform(0, 64, (n, kpts))
+    rows[3, 4:6] = [0.6, 0.6]  # a tie: the first class wins
+    rows[4, 4 : 4 + nc] = 0.25  # exactly the threshold: not kept
+    rows[5, 4] = np.nan  # a NaN score is never kept
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("nc", "kpt_shape", "n"),
+    [(3, None, 40), (80, None, 200), (1, [2, 3], 30), (6, None, 6), (2, None, 1)],
+)
+def test_yolov8_decoder_reads_both_layouts_the_same(nc: int, kpt_shape: list[int] | None, n: int) -> None:
+    """Ultralytics' (1, C, N) takes a class-major path and (1, N, C) a candidate-major one: the
+    same candidates give the same detections either way, and the classes and scores kept are
+    those a plain loop finds (ties to the first class, the threshold itself and NaN not kept)."""
+    from edge.decoders.base import DecodeContext, DecodeParams
+    from edge.decoders.yolo import YoloV8Decoder
+    from edge.types import Letterbox
+
+    kpts = kpt_shape[0] * kpt_shape[1] if kpt_shape else 0
+    rows = _v8_rows(n, max(n, 6), nc, kpts)[:n]
+    decoder = YoloV8Decoder(nc, DecodeParams(0.25, 0.99, 1000), kpt_shape)
+    ctx = DecodeContext(Letterbox(1.0, 0.0, 0.0), (64, 64))
+    class_major = decoder([np.ascontiguousarray(rows.T)[None]], ctx)
+    row_major = decoder([rows[None]], ctx)
+    for got in (class_major, row_major):
+        want = _reference_v8(rows, nc, 0.25)
+        found = sorted((int(c), round(float(s), 6)) for c, s in zip(got.class_id, got.score, strict=True))
+        assert found == sorted((c, round(s, 6)) for _i, c, s in want)
+    np.testing.assert_array_equal(class_major.xyxy, row_major.xyxy)
+    np.testing.assert_array_equal(class_major.class_id, row_major.class_id)
+    if kpt_shape:
+        assert class_major.keypoints is not None and row_major.keypoints is not None
+        np.testing.assert_array_equal(class_major.keypoints, row_major.keypoints)

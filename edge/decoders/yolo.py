@@ -26,6 +26,30 @@ def _rows(out: np.ndarray, channels: int, what: str) -> np.ndarray:
     raise ModelError(f"{what}: output shape {out.shape} has no axis of {channels} channels")
 
 
+def _best_class(
+    out: np.ndarray, channels: int, nc: int, threshold: float, what: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A v8 head's candidates whose best class scores above ``threshold``: their rows
+    ``(K, channels)``, that score and that class (the first of equal scores).
+
+    Ultralytics exports give ``(1, C, N)``: each class's scores are then one contiguous row,
+    so the best score is taken row against row and the class only for the few candidates
+    kept. Going candidate by candidate across that layout took about 1 ms a frame at 640
+    (8400 candidates), against 0.13 ms.
+    """
+    x = _rows(out, channels, what)
+    if not x.T.flags.c_contiguous:
+        cls_scores = x[:, 4 : 4 + nc]  # (N, C) in memory: each candidate's scores side by side
+        class_id = cls_scores.argmax(axis=1)
+        score = cls_scores[np.arange(len(x)), class_id]
+        keep = score > threshold
+        return x[keep], score[keep], class_id[keep]
+    by_class = x.T[4 : 4 + nc]  # (nc, N), rows contiguous
+    best = by_class.max(axis=0)
+    kept = np.flatnonzero(best > threshold)
+    return x[kept], best[kept], by_class[:, kept].argmax(axis=0)
+
+
 class YoloV8Decoder:
     """Anchor-free head: boxes (cx, cy, w, h) in input pixels, per-class scores, optional keypoints."""
 
@@ -38,17 +62,15 @@ class YoloV8Decoder:
         self.num_keypoints = self.kpt[0] if self.kpt else 0
         self.channels = 4 + num_classes + (self.kpt[0] * self.kpt[1] if self.kpt else 0)
         extra = f" + {self.kpt[0]}x{self.kpt[1]} keypoint values" if self.kpt else ""
+        self._what = f"yolov8 decoder ({num_classes} classes)"
         self.output_rules: tuple[OutputRule, ...] = (
             OutputRule(f"candidates of 4 box + {num_classes} class scores{extra}", rows(self.channels), 0),
         )
 
     def __call__(self, outputs: Sequence[np.ndarray], ctx: DecodeContext) -> Detections:
-        x = _rows(outputs[0], self.channels, f"yolov8 decoder ({self.nc} classes)")
-        cls_scores = x[:, 4 : 4 + self.nc]
-        class_id = cls_scores.argmax(axis=1)
-        score = cls_scores[np.arange(len(x)), class_id]
-        keep = score > self.params.score_threshold
-        x, score, class_id = x[keep], score[keep], class_id[keep]
+        x, score, class_id = _best_class(
+            outputs[0], self.channels, self.nc, self.params.score_threshold, self._what
+        )
         xyxy = cxcywh_to_xyxy(x[:, :4])
         idx = nms(
             xyxy, score, class_id.astype(np.int32), self.params.iou_threshold, self.params.max_detections
