@@ -243,7 +243,7 @@ def run_bench(
     graph_hw = (input_size[1], input_size[0]) if input_size else None
     # Sync and the naive loop get the latency-tuned model; async and the pipeline the
     # throughput-tuned one (the same settings `edge run` uses), so each is at its best.
-    latency = RunnerOptions(precision=precision, performance_hint="latency", graph_hw=graph_hw)
+    latency = RunnerOptions(precision=precision, performance_hint="latency", graph_hw=graph_hw, pin_batch=1)
     model = load_model(model_ref, runner, options=latency)
     pre = model.preprocessor()
     tensor = pre.new_tensor()

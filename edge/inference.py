@@ -91,7 +91,9 @@ def runner_options(model: ModelConfig, pipeline: bool = True, state_dir: Path | 
     compiled for throughput (several frames in flight) unless the config says otherwise.
     ``state_dir`` (the config's) holds TensorRT's engine cache in ``<state_dir>/tensorrt``
     (without it TensorRT uses ``$XDG_CACHE_HOME/edge/tensorrt``) and OpenVINO's compiled
-    models in ``<state_dir>/openvino`` (without it OpenVINO compiles at every load)."""
+    models in ``<state_dir>/openvino`` (without it OpenVINO compiles at every load). In the
+    pipeline OpenVINO's requests in flight take one frame each, so a dynamic batch axis is
+    pinned to 1 unless ``async_jobs`` is 1 (then the worker batches cameras' frames)."""
     hint = model.performance_hint or ("throughput" if pipeline else None)
     return RunnerOptions(
         device=model.device,
@@ -103,6 +105,7 @@ def runner_options(model: ModelConfig, pipeline: bool = True, state_dir: Path | 
         openvino_cache=state_dir / "openvino" if state_dir is not None else None,
         dla_core=model.dla_core,
         max_batch=model.max_batch,
+        pin_batch=1 if pipeline and model.async_jobs != 1 else None,  # one frame per request
         graph_preprocess=model.graph_preprocess,
         graph_hw=(model.input_size[1], model.input_size[0]) if model.input_size else None,
     )

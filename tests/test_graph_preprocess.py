@@ -61,7 +61,8 @@ def _run(model: LoadedModel, frame: np.ndarray) -> tuple[list[np.ndarray], int]:
 MODELS = [
     pytest.param("blazeface", (1, 128, 128, 3), id="blazeface-tflite-nhwc-rgb"),
     pytest.param("blazepose", (1, 224, 224, 3), id="blazepose-tflite-nhwc-rgb"),
-    pytest.param("ppocr_det", (None, None, None, 3), id="ppocr-onnx-nchw-bgr-meanstd"),
+    # dynamic: height and width pinned to the manifest's size, the batch left (no pin_batch)
+    pytest.param("ppocr_det", (None, 640, 640, 3), id="ppocr-onnx-nchw-bgr-meanstd"),
     pytest.param("yolo", (1, 64, 64, 3), id="yolov8-shaped-ir-nchw-rgb"),
 ]
 

@@ -297,7 +297,9 @@ class ModelConfig(Strict):
         None,
         ge=1,
         le=16,
-        description="OpenVINO requests in flight; unset: one more than OpenVINO's advice, 2 to 5.",
+        description="OpenVINO requests in flight; unset: one more than OpenVINO's advice, 2 to 5. "
+        "Each takes one frame, so a dynamic batch axis is pinned to 1; 1: no requests in flight, "
+        "and a dynamic batch axis then serves every camera with a frame ready in one inference.",
     )
     graph_preprocess: bool = Field(
         True,

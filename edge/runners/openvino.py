@@ -91,6 +91,41 @@ def _image_layout(model: Any) -> str | None:
     return layout
 
 
+def pin_shape(model: Any, options: RunnerOptions, path: Path) -> bool:
+    """Give the image input's dynamic axes the sizes it will be fed (in place): the batch
+    ``options.pin_batch``, height and width ``options.input_hw``. OpenVINO runs a static
+    shape faster than a dynamic one: on YOLOv8n at 320x192 with three requests in flight,
+    21.8 against 24.3 ms of CPU an image. False, and nothing changed, when no axis is
+    dynamic or nothing says what to pin it to."""
+    import openvino as ov
+
+    if len(model.inputs) != 1:
+        return False
+    dims = list(model.inputs[0].get_partial_shape())
+    shape = tuple(d.get_length() if d.is_static else None for d in dims)
+    layout = guess_layout(shape) if len(shape) == 4 else "other"
+    if layout not in ("NCHW", "NHWC"):
+        return False
+    sizes: dict[int, int] = {}
+    if options.pin_batch is not None:
+        sizes[0] = options.pin_batch
+    if options.input_hw is not None:
+        first = 2 if layout == "NCHW" else 1
+        sizes.update({first: options.input_hw[0], first + 1: options.input_hw[1]})
+    pinned = {axis: size for axis, size in sizes.items() if shape[axis] is None}
+    if not pinned:
+        return False
+    for axis, size in pinned.items():
+        dims[axis] = ov.Dimension(size)
+    model.inputs[0].get_node().set_partial_shape(ov.PartialShape(dims))
+    try:
+        model.validate_nodes_and_infer_types()
+    except Exception as exc:
+        fed = "x".join("N" if d is None else str(d) for d in (pinned.get(i, v) for i, v in enumerate(shape)))
+        raise ModelError(f"{path}: OpenVINO cannot run it at input shape {fed} ({one_line(exc)})") from exc
+    return True
+
+
 def fold_preprocessing(model: Any, options: RunnerOptions) -> bool:
     """Put colour order, normalisation and layout into ``model`` (in place): it then takes
     uint8 NHWC BGR. False, and nothing changed, when it is off or the input is not a float
@@ -247,11 +282,12 @@ class OpenVinoRunner:
         self._queues: list[AsyncInfer] = []
 
     def _compile(self, core: Any, path: Path, options: RunnerOptions, config: dict[str, Any]) -> Any:
-        """Read ``path``, resize it to ``graph_hw``, fold preprocessing into it (setting
-        ``takes_bgr8``), compile it."""
+        """Read ``path``, resize it to ``graph_hw``, pin its dynamic input axes, fold
+        preprocessing into it (setting ``takes_bgr8``), compile it."""
         model = read_model(core, path)
         if options.graph_hw is not None:
             resize_graph(model, options.graph_hw, path)
+        pin_shape(model, options, path)
         try:
             self.takes_bgr8 = fold_preprocessing(model, options)
         except Exception as exc:
