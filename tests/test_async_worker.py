@@ -2,10 +2,11 @@
 returns is given the next frame before the worker decodes, tracks and rules on its frame, so
 the runner does not wait for that Python work. Frames still finish in the order they came.
 
-Also: a temporary input array is kept alive while its request reads it, and a failure in
+Also: a gated frame (motion gating) takes no request and waits only behind its own camera's
+frames; a temporary input array is kept alive while its request reads it; and a failure in
 ``submit`` or ``_finish`` loses no ring slot or ``--max-frames`` unit.
 
-Real OpenVINO on BlazePose, real video (the demo clip). The worker's real ``submit``, ``wait``,
+Real OpenVINO on BlazePose, real video (the demo clip, and a still clip written here). The worker's real ``submit``, ``wait``,
 ``_next_ready`` and ``_finish`` are wrapped to record their order (and, in the fault cases, to
 raise once); nothing is replaced.
 """
@@ -70,6 +71,7 @@ class _Instrumented(Application):
     def __init__(self, *args: Any, fails: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.events: list[tuple[str, int]] = []
+        self.trace: list[tuple[str, str, int]] = []  # (what, camera, seq or job) of every camera
         self.fails = fails
         self.calls = 0
 
@@ -102,15 +104,20 @@ class _Instrumented(Application):
             outputs = wait(job, timeout)
             if outputs is not None:
                 events.append(("result", job))
+                self.trace.append(("result", "", job))
             return outputs
 
         def recorded_next_ready() -> Any:
             events.append(("look", 0))
-            return next_ready()
+            got = next_ready()
+            if got is not None:
+                self.trace.append(("take gated" if got[1].gated else "take", got[0].name, got[1].seq))
+            return got
 
         def recorded_finish(ch: Any, slot: Any, outputs: Any, seconds: float) -> None:
             fault("_finish")
             events.append(("finish" if outputs is not None else "finish gated", slot.seq))
+            self.trace.append(("finish" if outputs is not None else "finish gated", ch.name, slot.seq))
             finish(ch, slot, outputs, seconds)
 
         for owner, attribute, fn in (
@@ -166,6 +173,74 @@ actions: {{event_log: false}}
         assert ("look", 0) in events[got:done], f"{case}: frame finished before the next was looked for"
     ring = app.channels["c"].ring
     assert not [s for s in ring.slots if s.state is SlotState.READING], case
+
+
+def _still_clip(path: Path, frames: int = 250) -> Path:
+    """A scene where nothing moves: the same textured picture in every frame."""
+    import cv2
+
+    picture = np.random.default_rng(3).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    picture = cv2.GaussianBlur(picture, (9, 9), 0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, (320, 240))
+    for _ in range(frames):
+        writer.write(picture)
+    writer.release()
+    return path
+
+
+def test_a_gated_frame_takes_no_request_and_waits_only_behind_its_own_camera(
+    models_dir: Path, demo_clip: Path, tmp_path: Path
+) -> None:
+    """A still camera (motion gating) beside a moving one, 3 requests: a gated frame none of
+    whose camera's frames is being inferred is finished before any further result, so it
+    neither waits for the other camera's inference nor keeps a request idle (the old loop put
+    it in line, counted as a request, behind every frame in flight). Each camera's frames
+    still finish in the order they were taken, and the gated frames are many."""
+    require_backend("openvino")
+    still = _still_clip(tmp_path / "still.mp4")
+    frames = 220  # about half from each camera; the still one is gated after its first 2 s
+    text = f"""
+state_dir: "{tmp_path}"
+status_interval: 1h
+models: {{m: {{path: blazepose, runner: openvino, async_jobs: 3}}}}
+cameras:
+  moving: {{source: {{type: file, path: "{demo_clip}"}}, model: m, buffer: lossless, buffer_slots: 8}}
+  still: {{source: {{type: file, path: "{still}"}}, model: m, buffer: lossless, buffer_slots: 8,
+           motion: {{enabled: true}}}}
+mqtt: {{enabled: false}}
+actions: {{event_log: false}}
+"""
+    app = _Instrumented(parse_config(text, "gated.yaml"), max_frames=frames)
+    app.start()
+    try:
+        result = app.run()
+    finally:
+        app.stop()
+    assert result.frames == frames
+    taken: dict[str, list[int]] = {"moving": [], "still": []}
+    finished: dict[str, list[int]] = {"moving": [], "still": []}
+    inferring: dict[str, set[int]] = {"moving": set(), "still": set()}  # taken, inferred, not finished
+    must_not_wait: set[tuple[str, int]] = set()  # gated, none of its camera's frames being inferred
+    gated = 0
+    for what, camera, seq in app.trace:
+        if what == "result":
+            assert not must_not_wait, f"gated frame(s) {sorted(must_not_wait)} waited for a result"
+        elif what.startswith("take"):
+            taken[camera].append(seq)
+            if what == "take":
+                inferring[camera].add(seq)
+                continue
+            gated += 1
+            if not inferring[camera]:
+                must_not_wait.add((camera, seq))
+        else:
+            finished[camera].append(seq)
+            inferring[camera].discard(seq)
+            must_not_wait.discard((camera, seq))
+    assert gated >= 20, f"only {gated} gated frames: the still scene was not gated"
+    assert finished == taken  # every frame, each camera's in the order taken
+    for channel in app.channels.values():
+        assert not [s for s in channel.ring.slots if s.state is SlotState.READING]
 
 
 def test_a_submitted_array_is_read_in_place_and_kept_alive_until_done(

@@ -34,10 +34,73 @@ from edge.tracking.bytetrack import ByteTracker
 from edge.types import Detections
 
 LATENCY_WINDOW = 4096  # per camera: the latest frames' latencies kept (bounded, a 24/7 daemon)
-GATED = -1  # in the async queue: a gated frame, finished without inference in its turn
 
 log = logging.getLogger("edge.pipeline")
 LIVE_STATES = (CameraState.STREAMING, CameraState.CONNECTING)
+
+
+@dataclass
+class _Job:
+    """A frame whose request is in flight, and the gated frames of its camera taken after it
+    (finished right after it, in the order taken)."""
+
+    job: int
+    ch: CameraChannel
+    slot: Slot
+    t0: float
+    gated: list[Slot] = field(default_factory=list)
+
+
+class _Line:
+    """The frames the async loop has taken: requests in flight in the order started, each
+    with its camera's gated frames that must follow it.
+
+    A gated frame (motion gating: its scene stood still) needs no request. It follows its
+    camera's last frame in flight, if there is one; otherwise it goes to ``at_once`` and is
+    finished at once. So a still camera never keeps a request idle, nor waits for another
+    camera's inference. Frames held are bounded to ``jobs`` plus one per camera, so a camera
+    keeps a ring slot to write into (its ring holds at least jobs + 2).
+    """
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.entries: deque[_Job] = deque()
+        self.at_once: deque[tuple[CameraChannel, Slot]] = deque()
+        self.following = 0  # gated frames that follow an entry
+        self.job = 0  # the next request's id
+
+    def has_room(self, cameras: int) -> bool:
+        running = len(self.entries)
+        return running < self.jobs and running + self.following < self.jobs + cameras
+
+    def add_job(self, ch: CameraChannel, slot: Slot) -> None:
+        self.entries.append(_Job(self.job, ch, slot, time.perf_counter()))
+        self.job += 1
+
+    def add_gated(self, ch: CameraChannel, slot: Slot) -> None:
+        last = next((entry for entry in reversed(self.entries) if entry.ch is ch), None)
+        if last is None:
+            self.at_once.append((ch, slot))
+        else:
+            last.gated.append(slot)
+            self.following += 1
+
+    def pop(self) -> _Job:
+        """The oldest request, done; the gated frames that follow it go to ``at_once``."""
+        head = self.entries.popleft()
+        self.at_once.extend((head.ch, slot) for slot in head.gated)
+        self.following -= len(head.gated)
+        return head
+
+    def drain(self) -> list[tuple[CameraChannel, Slot]]:
+        """Every frame still held, emptied: their slots go back when the loop ends."""
+        held = list(self.at_once)
+        for entry in self.entries:
+            held += [(entry.ch, entry.slot)] + [(entry.ch, slot) for slot in entry.gated]
+        self.entries.clear()
+        self.at_once.clear()
+        self.following = 0
+        return held
 
 
 @dataclass
@@ -368,58 +431,66 @@ class InferenceWorker(threading.Thread):
             self._service()
 
     def _loop_async(self) -> None:
-        """Keep up to ``jobs`` slots in flight; finish them in submission order, so each
-        camera's frames reach the rules in sequence. A request that returns is given the
-        next frame before its own frame is decoded, tracked and ruled on, so the runner does
-        not wait for that Python work."""
+        """Keep up to ``jobs`` requests in flight; finish frames in the order they were taken,
+        so each camera's frames reach the rules in sequence. A request that returns is given
+        the next frame before its own frame is decoded, tracked and ruled on, so the runner
+        does not wait for that Python work. Gated frames: see ``_Line``."""
         assert self._async is not None
         infer = self._async
-        in_flight: deque[tuple[int, CameraChannel, Slot, float]] = deque()
-        name = self.model.input_spec.name
-        job = 0
-
-        def fill() -> None:
-            nonlocal job
-            while len(in_flight) < infer.jobs and (got := self._next_ready()) is not None:
-                ch, slot = got
-                self._idle = False
-                if slot.gated:  # in line behind the camera's frames in flight
-                    in_flight.append((GATED, ch, slot, time.perf_counter()))
-                    continue
-                try:
-                    infer.submit({name: slot.tensor}, job)
-                except BaseException:
-                    self._done(ch, slot)  # never started: its slot goes back now
-                    raise
-                in_flight.append((job, ch, slot, time.perf_counter()))
-                job += 1
-
+        line = _Line(infer.jobs)
         try:
             while True:
-                fill()
-                if not in_flight:
+                self._fill(line)
+                self._finish_gated(line)
+                if not line.entries:
                     if self._should_exit_when_idle():
                         return
                     continue
-                head, ch, slot, t0 = in_flight[0]
-                outputs = None if head == GATED else infer.wait(head, timeout=0.02)
-                if outputs is None and head != GATED:
+                outputs = infer.wait(line.entries[0].job, timeout=0.02)
+                if outputs is None:
                     continue  # not done yet: meanwhile fill free requests with new frames
-                in_flight.popleft()
-                seconds = time.perf_counter() - t0
+                head = line.pop()
+                seconds = time.perf_counter() - head.t0
                 try:
                     try:
-                        fill()  # the request just freed runs while this frame is finished
+                        self._fill(line)  # the request just freed runs while this frame is finished
                     finally:
-                        self._finish(ch, slot, outputs, seconds)  # its inference succeeded
+                        self._finish(head.ch, head.slot, outputs, seconds)  # its inference succeeded
                 finally:
-                    self._done(ch, slot)
+                    self._done(head.ch, head.slot)
+                self._finish_gated(line)  # those that followed it, then any taken meanwhile
                 self._service()  # between two results; frames still in flight are finished later
         finally:
-            if in_flight:
+            if line.entries:
                 infer.wait_all()
-                for _job, ch, slot, _t0 in in_flight:
-                    self._done(ch, slot)
+            for ch, slot in line.drain():
+                self._done(ch, slot)
+
+    def _fill(self, line: _Line) -> None:
+        """Take ready frames while a request is free: start a request for each, or put a
+        gated one in line."""
+        assert self._async is not None
+        name = self.model.input_spec.name
+        while line.has_room(len(self.channels)) and (got := self._next_ready()) is not None:
+            ch, slot = got
+            self._idle = False
+            if slot.gated:
+                line.add_gated(ch, slot)
+                continue
+            try:
+                self._async.submit({name: slot.tensor}, line.job)
+            except BaseException:
+                self._done(ch, slot)  # never started: its slot goes back now
+                raise
+            line.add_job(ch, slot)
+
+    def _finish_gated(self, line: _Line) -> None:
+        while line.at_once:
+            ch, slot = line.at_once.popleft()
+            try:
+                self._finish(ch, slot, None, 0.0)
+            finally:
+                self._done(ch, slot)
 
     def _done(self, ch: CameraChannel, slot: Slot) -> None:
         """The slot goes back to its ring and its budget unit is settled, whatever happened."""
