@@ -23,7 +23,7 @@ from conftest import require_backend
 from edge.buffer.ring import SlotState
 from edge.config import parse_config
 from edge.config.schema import CameraConfig, EdgeConfig
-from edge.daemon.app import Application, async_jobs
+from edge.daemon.app import Application, RunResult, async_jobs
 from edge.inference import load_model
 from edge.pipeline.worker import InferenceWorker
 from edge.runners.base import RunnerOptions, jobs_for
@@ -130,6 +130,26 @@ class _Instrumented(Application):
         return worker
 
 
+def _run(cameras: str, state_dir: Path, frames: int, jobs: int = 3) -> tuple[_Instrumented, RunResult]:
+    """BlazePose on OpenVINO with ``jobs`` requests for ``cameras`` (YAML lines), run to ``frames``."""
+    text = f"""
+state_dir: "{state_dir}"
+status_interval: 1h
+models: {{m: {{path: blazepose, runner: openvino, async_jobs: {jobs}}}}}
+cameras:
+{cameras}
+mqtt: {{enabled: false}}
+actions: {{event_log: false}}
+"""
+    app = _Instrumented(parse_config(text, "async.yaml"), max_frames=frames)
+    app.start()
+    try:
+        result = app.run()
+    finally:
+        app.stop()
+    return app, result
+
+
 @pytest.mark.parametrize(
     ("case", "jobs", "motion"),
     [
@@ -147,21 +167,8 @@ def test_a_returned_request_is_given_a_frame_before_its_frame_is_finished(
     require_backend("openvino")
     frames = 60
     gating = ", motion: {enabled: true}" if motion else ""
-    text = f"""
-state_dir: "{tmp_path}"
-status_interval: 1h
-models: {{m: {{path: blazepose, runner: openvino, async_jobs: {jobs}}}}}
-cameras:
-  c: {{source: {{type: file, path: "{demo_clip}"}}, model: m, buffer: lossless, buffer_slots: 8{gating}}}
-mqtt: {{enabled: false}}
-actions: {{event_log: false}}
-"""
-    app = _Instrumented(parse_config(text, "async.yaml"), max_frames=frames)
-    app.start()
-    try:
-        result = app.run()
-    finally:
-        app.stop()
+    camera = f'  c: {{source: {{type: file, path: "{demo_clip}"}}, model: m, buffer: lossless, buffer_slots: 8{gating}}}'
+    app, result = _run(camera, tmp_path, frames, jobs)
     assert result.frames == frames, case
     events = app.events
     finished = [seq for kind, seq in events if kind.startswith("finish")]
@@ -179,8 +186,8 @@ def _still_clip(path: Path, frames: int = 250) -> Path:
     """A scene where nothing moves: the same textured picture in every frame."""
     import cv2
 
-    picture = np.random.default_rng(3).integers(0, 255, (240, 320, 3), dtype=np.uint8)
-    picture = cv2.GaussianBlur(picture, (9, 9), 0)
+    noise = np.random.default_rng(3).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    picture = cv2.GaussianBlur(noise, (9, 9), 0)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, (320, 240))
     for _ in range(frames):
         writer.write(picture)
@@ -199,23 +206,11 @@ def test_a_gated_frame_takes_no_request_and_waits_only_behind_its_own_camera(
     require_backend("openvino")
     still = _still_clip(tmp_path / "still.mp4")
     frames = 220  # about half from each camera; the still one is gated after its first 2 s
-    text = f"""
-state_dir: "{tmp_path}"
-status_interval: 1h
-models: {{m: {{path: blazepose, runner: openvino, async_jobs: 3}}}}
-cameras:
+    cameras = f"""\
   moving: {{source: {{type: file, path: "{demo_clip}"}}, model: m, buffer: lossless, buffer_slots: 8}}
   still: {{source: {{type: file, path: "{still}"}}, model: m, buffer: lossless, buffer_slots: 8,
-           motion: {{enabled: true}}}}
-mqtt: {{enabled: false}}
-actions: {{event_log: false}}
-"""
-    app = _Instrumented(parse_config(text, "gated.yaml"), max_frames=frames)
-    app.start()
-    try:
-        result = app.run()
-    finally:
-        app.stop()
+           motion: {{enabled: true}}}}"""
+    app, result = _run(cameras, tmp_path, frames)
     assert result.frames == frames
     taken: dict[str, list[int]] = {"moving": [], "still": []}
     finished: dict[str, list[int]] = {"moving": [], "still": []}
