@@ -107,9 +107,9 @@ class _Instrumented(Application):
                 self.trace.append(("result", "", job))
             return outputs
 
-        def recorded_next_ready() -> Any:
+        def recorded_next_ready(*args: Any, **kwargs: Any) -> Any:
             events.append(("look", 0))
-            got = next_ready()
+            got = next_ready(*args, **kwargs)
             if got is not None:
                 self.trace.append(("take gated" if got[1].gated else "take", got[0].name, got[1].seq))
             return got
@@ -201,7 +201,8 @@ def test_a_gated_frame_takes_no_request_and_waits_only_behind_its_own_camera(
     """A still camera (motion gating) beside a moving one, 3 requests: a gated frame none of
     whose camera's frames is being inferred is finished before any further result, so it
     neither waits for the other camera's inference nor keeps a request idle (the old loop put
-    it in line, counted as a request, behind every frame in flight). Each camera's frames
+    it in line, counted as a request, behind every frame in flight); and gated frames are
+    taken while every request is busy (the old loop took no frame then). Each camera's frames
     still finish in the order they were taken, and the gated frames are many."""
     require_backend("openvino")
     still = _still_clip(tmp_path / "still.mp4")
@@ -216,16 +217,19 @@ def test_a_gated_frame_takes_no_request_and_waits_only_behind_its_own_camera(
     finished: dict[str, list[int]] = {"moving": [], "still": []}
     inferring: dict[str, set[int]] = {"moving": set(), "still": set()}  # taken, inferred, not finished
     must_not_wait: set[tuple[str, int]] = set()  # gated, none of its camera's frames being inferred
-    gated = 0
+    gated = busy = requests = 0  # busy: gated frames taken while every request was in flight
     for what, camera, seq in app.trace:
         if what == "result":
+            requests -= 1
             assert not must_not_wait, f"gated frame(s) {sorted(must_not_wait)} waited for a result"
         elif what.startswith("take"):
             taken[camera].append(seq)
             if what == "take":
                 inferring[camera].add(seq)
+                requests += 1
                 continue
             gated += 1
+            busy += requests == 3
             if not inferring[camera]:
                 must_not_wait.add((camera, seq))
         else:
@@ -233,6 +237,7 @@ def test_a_gated_frame_takes_no_request_and_waits_only_behind_its_own_camera(
             inferring[camera].discard(seq)
             must_not_wait.discard((camera, seq))
     assert gated >= 20, f"only {gated} gated frames: the still scene was not gated"
+    assert busy > 0, "no gated frame was taken while the 3 requests were busy"
     assert finished == taken  # every frame, each camera's in the order taken
     for channel in app.channels.values():
         assert not [s for s in channel.ring.slots if s.state is SlotState.READING]
@@ -294,3 +299,35 @@ actions: {{event_log: false}}
     assert not [s for s in app.channels["c"].ring.slots if s.state is SlotState.READING]
     infer = app.workers["m"].async_requests
     assert infer is not None and not infer._held
+
+
+@pytest.mark.parametrize(
+    ("taken", "released", "may_take"),
+    [
+        (["job"], 0, True),
+        (["job", "gated", "gated"], 0, False),  # 3 of 4 slots held: the capture keeps the 4th
+        (["job", "gated", "gated"], 1, True),
+        (["gated", "gated", "gated"], 0, False),  # at once, not yet finished: still held
+        (["job", "job", "gated"], 3, True),
+    ],
+)
+def test_a_camera_never_has_every_ring_slot_held_by_the_worker(
+    taken: list[str], released: int, may_take: bool
+) -> None:
+    """However a still camera's gated frames pile up behind its frame in flight, the worker
+    holds at most its ring's slots minus one, so the capture thread always has one to write."""
+    from edge.buffer.ring import FrameRing
+    from edge.pipeline.worker import CameraChannel, _Line
+
+    ring = FrameRing(4, lambda: np.zeros((1, 3, 4, 4), np.float32), "latest")
+    camera = CameraChannel("a", ring, capture=None)  # type: ignore[arg-type]  # never started
+    line = _Line(jobs=2)
+    for i, kind in enumerate(taken):
+        slot = ring.slots[i]
+        if kind == "job":
+            line.add_job(camera, slot)
+        else:
+            line.add_gated(camera, slot)
+    for _ in range(released):
+        line.released(camera)
+    assert line.can_take(camera) is may_take

@@ -412,7 +412,8 @@ def _v8_rows(seed: int, n: int, nc: int, kpts: int) -> np.ndarray:
     rows[:, 2:4] = rng.uniform(2, 8, (n, 2))  # small boxes far apart: NMS keeps most
     rows[:, 4 : 4 + nc] = rng.choice(np.float32([0.0, 0.2, 0.25, 0.3, 0.6, 0.9]), (n, nc))
     rows[:, 4 + nc :] = rng.uniform(0, 64, (n, kpts))
-    rows[3, 4:6] = [0.6, 0.6]  # a tie: the first class wins
+    if nc >= 2:
+        rows[3, 4:6] = [0.6, 0.6]  # a tie: the first class wins
     rows[4, 4 : 4 + nc] = 0.25  # exactly the threshold: not kept
     rows[5, 4] = np.nan  # a NaN score is never kept
     return rows
@@ -420,7 +421,7 @@ def _v8_rows(seed: int, n: int, nc: int, kpts: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("nc", "kpt_shape", "n"),
-    [(3, None, 40), (80, None, 200), (1, [2, 3], 30), (6, None, 6), (2, None, 1)],
+    [(3, None, 40), (80, None, 200), (1, [2, 3], 30), (2, [3, 3], 12), (6, None, 6), (2, None, 1)],
 )
 def test_yolov8_decoder_reads_both_layouts_the_same(nc: int, kpt_shape: list[int] | None, n: int) -> None:
     """Ultralytics' (1, C, N) takes a class-major path and (1, N, C) a candidate-major one: the

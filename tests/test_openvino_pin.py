@@ -121,7 +121,7 @@ def test_a_size_the_graph_cannot_take_is_refused_naming_the_file(tmp_path: Path)
         (True, None, 1),  # requests in flight, one frame each
         (True, 3, 1),
         (True, 1, None),  # no requests in flight: the worker batches cameras on a dynamic axis
-        (False, None, None),  # `edge infer`, `edge check`: nothing pinned
+        (False, None, None),  # outside the pipeline: the batch is left as it is
     ],
 )
 def test_the_pipeline_pins_the_batch_where_each_request_takes_one_frame(
@@ -139,8 +139,8 @@ def test_daemon_on_a_dynamic_batch_model(
     tmp_path: Path, demo_clip: Path, async_jobs: int | None, batch_axis: int | None, batched: bool
 ) -> None:
     """Two cameras on a YOLO-shaped model with dynamic axes, on OpenVINO: by default the batch
-    is pinned to 1 and frames go one per request; with ``async_jobs: 1`` it stays dynamic and
-    one inference serves both cameras. Every frame is processed either way."""
+    is pinned to 1 and frames go one per request; with ``async_jobs: 1`` it stays dynamic, the
+    worker runs its batched loop. Every frame is processed either way."""
     require_backend("openvino")
     _yolo_shaped(tmp_path / "model")
     jobs = "" if async_jobs is None else f", async_jobs: {async_jobs}"
@@ -163,7 +163,8 @@ actions: {{event_log: false}}
         assert model.input_spec.shape == (batch_axis, 64, 64, 3)  # uint8 BGR in: preprocessing folded
         worker = app.workers["m"]
         assert result.frames == frames
-        assert (worker.batches > 0) is batched
+        # No requests: the batched loop, whose batches the first test shows OpenVINO takes
+        # (whether both cameras have a frame ready at once here is up to the machine).
         assert (worker.async_requests is None) is batched
     finally:
         app.stop()

@@ -133,3 +133,32 @@ def test_latest_keeps_frames_that_need_inference(
         got.append(slot.seq)
         r.release(slot)
     assert (got, r.dropped) == (taken, dropped)
+
+
+@pytest.mark.parametrize(
+    ("policy", "frames", "taken", "left"),
+    [
+        ("latest", [(1, True), (2, True)], 2, 0),  # only gated frames: the newest, as take() would
+        ("latest", [(1, False), (2, True)], None, 2),  # one needs inference: left for a request
+        ("latest", [(1, True), (2, False)], None, 2),
+        ("latest", [], None, 0),
+        ("lossless", [(1, True), (2, False)], 1, 1),  # the oldest is gated: taken, in order
+        ("lossless", [(1, False), (2, True)], None, 2),  # the oldest needs inference: nothing
+    ],
+    ids=["latest all gated", "latest due then gated", "latest gated then due", "latest empty",
+         "lossless gated first", "lossless due first"],
+)  # fmt: skip
+def test_take_gated_only_takes_what_needs_no_inference(
+    policy: str, frames: list[tuple[int, bool]], taken: int | None, left: int
+) -> None:
+    """With every request busy the worker still takes the frames it can finish without one; a
+    frame that needs inference is never taken that way, nor dropped for a gated one."""
+    r = ring(policy, 3)
+    for seq, gated in frames:
+        produce_gated(r, seq, gated)
+    slot = r.take(gated_only=True)
+    assert (slot.seq if slot is not None else None) == taken
+    assert r.pending == left
+    if slot is not None:
+        assert slot.gated and slot.state is SlotState.READING
+        r.release(slot)

@@ -119,10 +119,14 @@ class FrameRing:
 
     # -- worker side --------------------------------------------------------------------
 
-    def take(self) -> Slot | None:
-        """The next READY slot for inference, or None. Never blocks."""
+    def take(self, gated_only: bool = False) -> Slot | None:
+        """The next READY slot for inference, or None. Never blocks. ``gated_only``: only if
+        that slot is a gated one (it needs no inference; the worker finishes it while all its
+        requests are busy), else None and nothing changes."""
         with self._cond:
             if not self._ready:
+                return None
+            if gated_only and not self._next_is_gated():
                 return None
             if self.policy == "latest":
                 # The newest frame; older ones are stale and dropped. But a gated frame (motion
@@ -142,6 +146,13 @@ class FrameRing:
             slot.state = SlotState.READING
             self.consumed += 1
             return slot
+
+    def _next_is_gated(self) -> bool:
+        """Whether ``take`` would give a gated slot (``latest``: gated slots only; ``lossless``:
+        the oldest is gated). Called with the lock held."""
+        if self.policy == "latest":
+            return all(self.slots[i].gated for i in self._ready)
+        return self.slots[self._ready[0]].gated
 
     def release(self, slot: Slot) -> None:
         with self._cond:

@@ -58,24 +58,27 @@ class _Line:
     A gated frame (motion gating: its scene stood still) needs no request. It follows its
     camera's last frame in flight, if there is one; otherwise it goes to ``at_once`` and is
     finished at once. So a still camera never keeps a request idle, nor waits for another
-    camera's inference. Frames held are bounded to ``jobs`` plus one per camera, so a camera
-    keeps a ring slot to write into (its ring holds at least jobs + 2).
+    camera's inference. A camera's frames held here (until ``released``) stay under its
+    ring's slots minus one, so its capture thread always has a slot to write into.
     """
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
         self.entries: deque[_Job] = deque()
         self.at_once: deque[tuple[CameraChannel, Slot]] = deque()
-        self.following = 0  # gated frames that follow an entry
         self.job = 0  # the next request's id
+        self._held: dict[int, int] = {}  # frames held, by id() of the camera's channel
 
-    def has_room(self, cameras: int) -> bool:
-        running = len(self.entries)
-        return running < self.jobs and running + self.following < self.jobs + cameras
+    def has_request(self) -> bool:
+        return len(self.entries) < self.jobs
+
+    def can_take(self, ch: CameraChannel) -> bool:
+        return self._held.get(id(ch), 0) < len(ch.ring.slots) - 1
 
     def add_job(self, ch: CameraChannel, slot: Slot) -> None:
         self.entries.append(_Job(self.job, ch, slot, time.perf_counter()))
         self.job += 1
+        self._held[id(ch)] = self._held.get(id(ch), 0) + 1
 
     def add_gated(self, ch: CameraChannel, slot: Slot) -> None:
         last = next((entry for entry in reversed(self.entries) if entry.ch is ch), None)
@@ -83,13 +86,16 @@ class _Line:
             self.at_once.append((ch, slot))
         else:
             last.gated.append(slot)
-            self.following += 1
+        self._held[id(ch)] = self._held.get(id(ch), 0) + 1
+
+    def released(self, ch: CameraChannel) -> None:
+        """One of ``ch``'s frames was finished and its slot given back."""
+        self._held[id(ch)] -= 1
 
     def pop(self) -> _Job:
         """The oldest request, done; the gated frames that follow it go to ``at_once``."""
         head = self.entries.popleft()
         self.at_once.extend((head.ch, slot) for slot in head.gated)
-        self.following -= len(head.gated)
         return head
 
     def drain(self) -> list[tuple[CameraChannel, Slot]]:
@@ -99,7 +105,7 @@ class _Line:
             held += [(entry.ch, entry.slot)] + [(entry.ch, slot) for slot in entry.gated]
         self.entries.clear()
         self.at_once.clear()
-        self.following = 0
+        self._held.clear()
         return held
 
 
@@ -335,13 +341,19 @@ class InferenceWorker(threading.Thread):
             for ch in self.channels:
                 self._dispatch(ch, self.engine.finish(ch.name, ch.last_frame), None)
 
-    def _next_ready(self) -> tuple[CameraChannel, Slot] | None:
-        """Round-robin over the cameras, starting after the last one served."""
+    def _next_ready(
+        self, gated_only: bool = False, room: Callable[[CameraChannel], bool] | None = None
+    ) -> tuple[CameraChannel, Slot] | None:
+        """Round-robin over the cameras, starting after the last one served. ``gated_only``:
+        only a frame that needs no inference (``FrameRing.take``); ``room``: only from a
+        camera it says may give one more."""
         channels = self.channels  # a reload replaces the list; never mutates it
         n = len(channels)
         for i in range(n):
             ch = channels[(self._rr + i) % n]
-            slot = ch.ring.take()
+            if room is not None and not room(ch):
+                continue
+            slot = ch.ring.take(gated_only)
             if slot is not None:
                 self._rr = (self._rr + i + 1) % n
                 if self.budget is not None and not self.budget.take():
@@ -458,6 +470,7 @@ class InferenceWorker(threading.Thread):
                         self._finish(head.ch, head.slot, outputs, seconds)  # its inference succeeded
                 finally:
                     self._done(head.ch, head.slot)
+                    line.released(head.ch)
                 self._finish_gated(line)  # those that followed it, then any taken meanwhile
                 self._service()  # between two results; frames still in flight are finished later
         finally:
@@ -468,10 +481,11 @@ class InferenceWorker(threading.Thread):
 
     def _fill(self, line: _Line) -> None:
         """Take ready frames while a request is free: start a request for each, or put a
-        gated one in line."""
+        gated one in line. Then, with every request busy, take the gated frames that are
+        ready: they need none."""
         assert self._async is not None
         name = self.model.input_spec.name
-        while line.has_room(len(self.channels)) and (got := self._next_ready()) is not None:
+        while line.has_request() and (got := self._next_ready(room=line.can_take)) is not None:
             ch, slot = got
             self._idle = False
             if slot.gated:
@@ -483,6 +497,9 @@ class InferenceWorker(threading.Thread):
                 self._done(ch, slot)  # never started: its slot goes back now
                 raise
             line.add_job(ch, slot)
+        while (got := self._next_ready(gated_only=True, room=line.can_take)) is not None:
+            self._idle = False
+            line.add_gated(*got)
 
     def _finish_gated(self, line: _Line) -> None:
         while line.at_once:
@@ -491,6 +508,7 @@ class InferenceWorker(threading.Thread):
                 self._finish(ch, slot, None, 0.0)
             finally:
                 self._done(ch, slot)
+                line.released(ch)
 
     def _done(self, ch: CameraChannel, slot: Slot) -> None:
         """The slot goes back to its ring and its budget unit is settled, whatever happened."""

@@ -125,7 +125,9 @@ def entry_for(
     }
     if options.graph_hw is not None:  # absent otherwise: the keys of earlier entries stay valid
         facts["graph_hw"] = [*options.graph_hw, openvino_resize.VERSION]
-    if options.pin_batch is not None or options.input_hw is not None:  # dynamic axes pinned
+    # The sizes dynamic input axes are pinned to: set for nearly every model (input_hw comes
+    # from its model.yaml), so entries kept before pinning existed are compiled once more.
+    if options.pin_batch is not None or options.input_hw is not None:
         facts["pin"] = [options.pin_batch, list(options.input_hw) if options.input_hw else None]
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
     stem = f"{path.stem}-{digest}"
