@@ -172,7 +172,7 @@ def _add_infer(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     _add_runner_options(p)
     p.add_argument("--score", type=fraction, help="score threshold from 0 to 1 (default: the model's)")
     p.add_argument(
-        "--input-size", type=_image_size, metavar="WxH",
+        "--input-size", type=image_size, metavar="WxH",
         help="run the model at this size (models.<name>.input_size), e.g. 640x384 for a square YOLO "
         "export on 16:9 video",
     )  # fmt: skip
@@ -265,7 +265,7 @@ def _add_preview(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=handler)
 
 
-def _image_size(text: str) -> tuple[int, int]:
+def image_size(text: str) -> tuple[int, int]:
     """``WxH``: width and height in pixels, multiples of 32."""
     width, sep, height = text.lower().partition("x")
     if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
@@ -334,7 +334,7 @@ def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help="with --cameras: the model's inference threads (models.<name>.threads; default: the runner's)",
     )  # fmt: skip
     p.add_argument(
-        "--input-size", type=_image_size, metavar="WxH",
+        "--input-size", type=image_size, metavar="WxH",
         help="run the model at this size (models.<name>.input_size), e.g. 640x384 for a square YOLO "
         "export on 16:9 video",
     )  # fmt: skip

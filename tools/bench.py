@@ -17,6 +17,11 @@ gating off and on (``tools/motion_cost.py``).
 
     python tools/bench.py motion
 
+``mixed``: still cameras beside moving ones on one model with motion gating: frames looked at
+per second and latency for each kind (``tools/mixed_cost.py``).
+
+    python tools/bench.py mixed --model yolov8n-320.onnx --input-size 320x192 --still 8 --moving 10
+
 ``pipeline``: P1 of issue 12, the pipeline against the best bare runner: ``edge bench``'s bare,
 naive and pipeline measures for every runner that reads the model, then the best pipeline over
 the runners divided by the best bare figure over the runners (``tools/pipeline_cost.py``);
@@ -56,7 +61,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.cli import positive_int
+from edge.cli import image_size, positive_int
 from edge.errors import EdgeError
 from edge.inference import load_model
 from edge.models import resolve_model
@@ -286,6 +291,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", default="litert", help="runner of the demo's model (default: litert)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring (default: 5)")
     p.add_argument("--window", type=float, default=20.0, help="seconds measured per mode (default: 20)")
+    p = sub.add_parser("mixed", help="still cameras beside moving ones, gating on: rate and latency of each")
+    p.add_argument("--model", default="blazepose", help="model (default: blazepose)")
+    p.add_argument("--runner", default="openvino", help="runner (default: openvino)")
+    p.add_argument("--clip", type=Path, default=Path("demo/demo.mp4"), help="moving clip (default: the demo)")
+    p.add_argument("--still", type=int, default=8, help="still cameras (default: 8)")
+    p.add_argument("--moving", type=int, default=10, help="moving cameras (default: 10)")
+    p.add_argument("--fps", type=float, default=5.0, help="each camera's fps cap (default: 5)")
+    p.add_argument("--input-size", type=image_size, help="WxH the model runs at (models.<name>.input_size)")
+    p.add_argument("--warmup", type=float, default=15.0, help="seconds before measuring (default: 15)")
+    p.add_argument("--window", type=float, default=30.0, help="seconds measured (default: 30)")
     p = sub.add_parser("pipeline", help="the pipeline against the best bare runner, over every runner")
     p.add_argument("--model", action="append", required=True, help="model to measure (repeatable)")
     p.add_argument("--video", type=Path, default=Path("demo/demo.mp4"), help="clip (default: the demo)")
@@ -332,6 +347,15 @@ def main() -> int:
 
         costs = bench_pipeline(args.model, args.video.resolve(), args.frames, args.bare_runs, args.repeat)
         print(format_pipeline(costs))
+        return 0
+    if args.command == "mixed":
+        from mixed_cost import bench_mixed, format_mixed
+
+        mixed = bench_mixed(
+            args.clip.resolve(), args.model, args.runner, args.still, args.moving, args.fps,
+            args.warmup, args.window, args.input_size,
+        )  # fmt: skip
+        print(format_mixed(mixed, args.fps, args.window))
         return 0
     if args.command == "motion":
         from motion_cost import bench_motion, format_motion
