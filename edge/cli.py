@@ -275,7 +275,7 @@ def image_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def _rate(text: str) -> float:
+def frame_rate(text: str) -> float:
     """Frames per second: a finite number more than 0."""
     try:
         value = float(text)
@@ -313,7 +313,7 @@ def _add_bench(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         "one pipeline; per-camera decode/detect fps, drops, latency, fairness, CPU and RSS",
     )  # fmt: skip
     p.add_argument(
-        "--detect-fps", type=_rate, default=5.0,
+        "--detect-fps", type=frame_rate, default=5.0,
         help="with --cameras: each camera's fps cap, the detect rate it should hold (default: 5)",
     )  # fmt: skip
     p.add_argument(

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -61,7 +62,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.cli import image_size, positive_int
+from edge.cli import frame_rate, image_size, positive_int
 from edge.errors import EdgeError
 from edge.inference import load_model
 from edge.models import resolve_model
@@ -295,9 +296,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="blazepose", help="model (default: blazepose)")
     p.add_argument("--runner", default="openvino", help="runner (default: openvino)")
     p.add_argument("--clip", type=Path, default=Path("demo/demo.mp4"), help="moving clip (default: the demo)")
-    p.add_argument("--still", type=int, default=8, help="still cameras (default: 8)")
-    p.add_argument("--moving", type=int, default=10, help="moving cameras (default: 10)")
-    p.add_argument("--fps", type=float, default=5.0, help="each camera's fps cap (default: 5)")
+    p.add_argument("--still", type=positive_int, default=8, help="still cameras (default: 8)")
+    p.add_argument("--moving", type=positive_int, default=10, help="moving cameras (default: 10)")
+    p.add_argument("--fps", type=frame_rate, default=5.0, help="each camera's fps cap (default: 5)")
     p.add_argument("--input-size", type=image_size, help="WxH the model runs at (models.<name>.input_size)")
     p.add_argument("--warmup", type=float, default=15.0, help="seconds before measuring (default: 15)")
     p.add_argument("--window", type=float, default=30.0, help="seconds measured (default: 30)")
@@ -355,8 +356,10 @@ def main() -> int:
             args.clip.resolve(), args.model, args.runner, args.still, args.moving, args.fps,
             args.warmup, args.window, args.input_size,
         )  # fmt: skip
-        print(format_mixed(mixed, args.fps, args.window))
-        return 0
+        print(format_mixed(mixed, args.fps, args.window), flush=True)
+        # The daemon ran in this process: end it as `edge` does (edge.cli.entry), without the
+        # interpreter's finalisation, where OpenVINO's request queues can abort the process.
+        os._exit(0)
     if args.command == "motion":
         from motion_cost import bench_motion, format_motion
 

@@ -4,9 +4,11 @@ mixed``): how often each kind of camera is looked at, and how late.
 Every camera plays its clip in real time and loops (``source.realtime``), capped at
 ``--fps``. The still cameras show the demo's scene without the person (made by
 ``tools/make_demo_video.py --still``; the clock in its corner is masked for motion), the
-moving ones the demo clip. After ``warmup`` seconds, over ``window`` seconds: frames processed
-per second and per camera (gated ones included: a still camera's are mostly gated), gated
-frames per second, and the median latency from a frame's decoding to the end of its rules.
+moving ones the demo clip. After at least ``warmup`` seconds, and once every still camera has
+gated a frame, over ``window`` seconds, per camera and second: frames read from the source,
+frames the ring dropped (the worker was behind), frames looked at (finished: gated or
+inferred), of which inferred; and the median latency from a frame's decoding to the end of its
+rules.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ CLOCK_MASK = "[[[0.0, 0.0], [0.2, 0.0], [0.2, 0.1], [0.0, 0.1]]]"  # as in confi
 class MixedCost:
     kind: str  # "still" or "moving"
     cameras: int
-    processed_fps: float  # per camera: frames finished, gated or inferred
-    gated_fps: float  # per camera
+    read_fps: float  # per camera: frames read (decoded) from the source
+    dropped_fps: float  # per camera: frames the ring dropped before the worker took them
+    processed_fps: float  # per camera: frames looked at (finished), gated or inferred
+    inferred_fps: float  # per camera
     latency_p50_ms: float
 
 
@@ -69,8 +73,9 @@ def bench_mixed(
     window: float,
     input_size: tuple[int, int] | None = None,
 ) -> list[MixedCost]:
-    """``input_size``: (width, height) the model runs at (``models.<name>.input_size``)."""  # fmt: skip
-    sys.path.insert(0, str(REPO / "tools"))
+    """``input_size``: (width, height) the model runs at (``models.<name>.input_size``)."""
+    if str(REPO / "tools") not in sys.path:
+        sys.path.insert(0, str(REPO / "tools"))
     from make_demo_video import make
 
     with tempfile.TemporaryDirectory(prefix="edge-mixed-") as folder:
@@ -78,16 +83,15 @@ def bench_mixed(
         state = str(Path(folder) / "state")
         text = _config(still_clip, demo, (still, moving), model, runner, fps, state, input_size)
         app = Application(parse_config(text, "mixed.yaml"))
-        app.start()
         try:
-            time.sleep(warmup)
-            channels = app.channels
-            before = {n: (c.processed, c.gated) for n, c in channels.items()}
-            for c in channels.values():
+            app.start()
+            _settle(app, warmup)
+            before, t0 = _counters(app), time.perf_counter()
+            for c in app.channels.values():
                 c.latencies.clear()
             time.sleep(window)
-            after = {n: (c.processed, c.gated) for n, c in channels.items()}
-            latencies = {n: list(c.latencies) for n, c in channels.items()}
+            after, elapsed = _counters(app), time.perf_counter() - t0
+            latencies = {n: list(c.latencies) for n, c in app.channels.items()}
         finally:
             app.stop()
     rows = []
@@ -95,19 +99,39 @@ def bench_mixed(
         names = [n for n in after if n.startswith(prefix)]
         if not names:
             continue
-        done = sum(after[n][0] - before[n][0] for n in names) / window / count
-        gated = sum(after[n][1] - before[n][1] for n in names) / window / count
+
+        def rate(i: int, names: list[str] = names, count: int = count) -> float:
+            return round(sum(after[n][i] - before[n][i] for n in names) / elapsed / count, 2)
+
         lat = [x for n in names for x in latencies[n]]
-        p50 = 1000 * statistics.median(lat) if lat else 0.0
-        rows.append(MixedCost(kind, count, round(done, 2), round(gated, 2), round(p50, 1)))
+        p50 = round(1000 * statistics.median(lat), 1) if lat else 0.0
+        looked = rate(2)
+        rows.append(MixedCost(kind, count, rate(0), rate(1), looked, round(looked - rate(3), 2), p50))
     return rows
 
 
+def _counters(app: Application) -> dict[str, tuple[int, int, int, int]]:
+    """Per camera: frames read, dropped by the ring, looked at, gated."""
+    caps = app.captures
+    return {n: (caps[n].frames_read, c.ring.dropped, c.processed, c.gated) for n, c in app.channels.items()}
+
+
+def _settle(app: Application, warmup: float) -> None:
+    """``warmup`` seconds, then until every still camera has gated a frame (motion gating holds
+    inference for its first seconds), at most a minute more."""
+    time.sleep(warmup)
+    deadline = time.monotonic() + 60
+    still = [c for n, c in app.channels.items() if n.startswith("s")]
+    while any(c.gated == 0 for c in still) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def format_mixed(results: list[MixedCost], fps: float, window: float) -> str:
-    lines = [f"cameras at {fps:g} fps, motion gating on, over {window:g} s (per camera)"]
+    lines = [f"cameras capped at {fps:g} fps, motion gating on, over {window:g} s (per camera)"]
     for r in results:
         lines.append(
-            f"  {r.cameras:>3} {r.kind:<6}  processed {r.processed_fps:5.2f} fps  "
-            f"gated {r.gated_fps:5.2f} fps  p50 latency {r.latency_p50_ms:6.1f} ms"
+            f"  {r.cameras:>3} {r.kind:<6}  read {r.read_fps:5.2f}  dropped {r.dropped_fps:5.2f}  "
+            f"looked at {r.processed_fps:5.2f}  inferred {r.inferred_fps:5.2f} fps  "
+            f"p50 latency {r.latency_p50_ms:6.1f} ms"
         )
     return "\n".join(lines)

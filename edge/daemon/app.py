@@ -286,8 +286,9 @@ class Application:
         worker = self.workers[cam.model]
         pre = worker.model.preprocessor()
         policy = cam.buffer or ring_policy(cam.source)
-        # Frames in flight (OpenVINO async) hold slots: up to `jobs` running plus the one the
-        # worker is finishing; one more is left for the capture thread to write.
+        # Frames the worker holds (OpenVINO async: up to `jobs` running, the one it is
+        # finishing, gated frames waiting behind them) stay under the slots minus one
+        # (worker._Line), so the capture thread always has one to write into.
         slots = max(cam.buffer_slots, worker.jobs + 2)
         ring = FrameRing(slots, pre.new_tensor, policy, on_ready=worker.wake.set)
         capture = self._new_capture(cam_name, cam, ring)
