@@ -67,18 +67,18 @@ class _Line:
         self.entries: deque[_Job] = deque()
         self.at_once: deque[tuple[CameraChannel, Slot]] = deque()
         self.job = 0  # the next request's id
-        self._held: dict[int, int] = {}  # frames held, by id() of the camera's channel
+        self._held: dict[str, int] = {}  # frames held, by camera
 
     def has_request(self) -> bool:
         return len(self.entries) < self.jobs
 
     def can_take(self, ch: CameraChannel) -> bool:
-        return self._held.get(id(ch), 0) < len(ch.ring.slots) - 1
+        return self._held.get(ch.name, 0) < len(ch.ring.slots) - 1
 
     def add_job(self, ch: CameraChannel, slot: Slot) -> None:
         self.entries.append(_Job(self.job, ch, slot, time.perf_counter()))
         self.job += 1
-        self._held[id(ch)] = self._held.get(id(ch), 0) + 1
+        self._held[ch.name] = self._held.get(ch.name, 0) + 1
 
     def add_gated(self, ch: CameraChannel, slot: Slot) -> None:
         last = next((entry for entry in reversed(self.entries) if entry.ch is ch), None)
@@ -86,11 +86,11 @@ class _Line:
             self.at_once.append((ch, slot))
         else:
             last.gated.append(slot)
-        self._held[id(ch)] = self._held.get(id(ch), 0) + 1
+        self._held[ch.name] = self._held.get(ch.name, 0) + 1
 
     def released(self, ch: CameraChannel) -> None:
         """One of ``ch``'s frames was finished and its slot given back."""
-        self._held[id(ch)] -= 1
+        self._held[ch.name] -= 1
 
     def pop(self) -> _Job:
         """The oldest request, done; the gated frames that follow it go to ``at_once``."""
